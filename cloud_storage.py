@@ -1,0 +1,46 @@
+"""Copying data and results between local folders and ModelArts object storage (obs://, s3://)."""
+import importlib.util
+import shutil
+from pathlib import Path
+
+REMOTE_SCHEMES = ("obs://", "s3://")
+
+
+class StorageError(Exception):
+    """A --data_url or --train_url that cannot be used."""
+
+
+def is_remote(url):
+    return str(url).startswith(REMOTE_SCHEMES)
+
+
+def check_reachable(url, option):
+    """Fail before training when `url` is remote and moxing (ModelArts only) is missing."""
+    if is_remote(url) and importlib.util.find_spec("moxing") is None:
+        raise StorageError(f"{option} {url} needs ModelArts' moxing package, which is not installed "
+                           f"here; run on ModelArts, or pass a local directory")
+
+
+def fetch_dir(url, cache_dir):
+    """Return a local folder with the contents of `url`, copying it into `cache_dir` if remote."""
+    if not is_remote(url):
+        return Path(url)
+    import moxing as mox
+    mox.file.copy_parallel(src_url=url, dst_url=str(cache_dir))
+    return Path(cache_dir)
+
+
+def publish(files, url):
+    """Copy `files` into the folder `url`, local or remote, keeping their names."""
+    if is_remote(url):
+        import moxing as mox
+        for file in files:
+            mox.file.copy(str(file), f"{url.rstrip('/')}/{Path(file).name}")
+        return
+    target = Path(url)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        for file in files:
+            shutil.copy2(file, target / Path(file).name)
+    except OSError as exc:
+        raise StorageError(f"cannot copy results to --train_url {url}: {exc.strerror}") from None
