@@ -95,7 +95,7 @@ def set_device(device_target=None):
 
 
 # %% active="ipynb"
-# set_device(DEVICE_TARGET)
+# device_target = set_device(DEVICE_TARGET)
 
 # %% [markdown]
 # ## Data
@@ -165,7 +165,8 @@ class LeNet5(nn.Cell):
 # weights come from and the learning rate.
 
 # %%
-def run_training(net, optimizer, data_dir, ckpt_dir, num_epochs, initial_epoch=0, steps_per_epoch=None):
+def run_training(net, optimizer, data_dir, ckpt_dir, num_epochs, initial_epoch=0,
+                 steps_per_epoch=None):
     """Train `net` for `num_epochs` more epochs, saving a checkpoint each epoch; evaluate.
 
     `steps_per_epoch` caps each epoch, for quick runs. Returns the last checkpoint written.
@@ -174,15 +175,17 @@ def run_training(net, optimizer, data_dir, ckpt_dir, num_epochs, initial_epoch=0
     if steps_per_epoch:
         train_set = train_set.take(steps_per_epoch)
     steps_per_epoch = train_set.get_dataset_size()
+    # The callback counts the steps of this run only; start its count where the checkpoint left off.
     config = CheckpointConfig(save_checkpoint_steps=steps_per_epoch, keep_checkpoint_max=5,
-                              append_info=["epoch_num", "step_num"])
-    checkpoint = ModelCheckpoint(prefix="lenet", directory=ckpt_dir, config=config)
+                              append_info=["epoch_num", {"step_num": initial_epoch * steps_per_epoch}])
+    checkpoint = ModelCheckpoint(prefix="lenet", directory=str(ckpt_dir), config=config)
     loss = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
     model = Model(net, loss, optimizer, metrics={"acc", "loss"})
     sink = ms.get_current_device().device_target == "Ascend"
-    model.train(initial_epoch + num_epochs, train_set, callbacks=[checkpoint, LossMonitor(steps_per_epoch)],
-                dataset_sink_mode=sink, initial_epoch=initial_epoch)
-    print("Metrics:", model.eval(create_dataset(data_dir, training=False), dataset_sink_mode=sink))
+    model.train(initial_epoch + num_epochs, train_set, dataset_sink_mode=sink,
+                callbacks=[checkpoint, LossMonitor(steps_per_epoch)], initial_epoch=initial_epoch)
+    metrics = model.eval(create_dataset(data_dir, training=False), dataset_sink_mode=sink)
+    print("Metrics:", {name: round(float(value), 4) for name, value in sorted(metrics.items())})
     last = Path(checkpoint.latest_ckpt_file_name)
     print("Checkpoint files of this run:", *[f.name for f in run_files(last)])
     return last
@@ -232,7 +235,7 @@ def load_training_state(net, optimizer, ckpt_file):
     epoch = int(params["epoch_num"])
     net_missing, _ = ms.load_param_into_net(net, params)
     optimizer_missing, _ = ms.load_param_into_net(optimizer, params)
-    print(f"Loaded {ckpt_file} (epoch {epoch})")
+    print(f"Loaded {os.path.relpath(ckpt_file)} (epoch {epoch})")
     print("Network parameters not loaded:", net_missing)
     print("Optimizer parameters not loaded:", optimizer_missing)
     return epoch

@@ -1,0 +1,58 @@
+"""Shared fixtures: tiny IDX files, and a scratch copy of the project to run the script in."""
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+PROJECT_FILES = ["main.py", "main.ipynb", "mnist_data.py", "cloud_storage.py", "plotting.py"]
+
+
+def write_idx(split_dir, prefix, images, labels):
+    """Write `images` (N x 28 x 28 uint8) and `labels` (N) as MNIST IDX files."""
+    split_dir.mkdir(parents=True, exist_ok=True)
+    n = len(images)
+    (split_dir / f"{prefix}-images-idx3-ubyte").write_bytes(
+        struct.pack(">IIII", 2051, n, 28, 28) + np.asarray(images, np.uint8).tobytes())
+    (split_dir / f"{prefix}-labels-idx1-ubyte").write_bytes(
+        struct.pack(">II", 2049, n) + np.asarray(labels, np.uint8).tobytes())
+
+
+@pytest.fixture
+def tiny_mnist(tmp_path):
+    """An MNIST layout with 96 training and 64 test images of random noise."""
+    rng = np.random.default_rng(0)
+    data_dir = tmp_path / "tiny"
+    for split, prefix, n in [("train", "train", 96), ("test", "t10k", 64)]:
+        write_idx(data_dir / split, prefix, rng.integers(0, 256, (n, 28, 28)), rng.integers(0, 10, n))
+    return data_dir
+
+
+@pytest.fixture(scope="session")
+def cpu():
+    import main
+    main.set_device("CPU")
+    return main
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A scratch copy of the project, sharing the shipped MNIST .gz files by symlink."""
+    copy = tmp_path / "project"
+    (copy / "MNIST").mkdir(parents=True)
+    for name in PROJECT_FILES:
+        shutil.copy2(ROOT / name, copy / name)
+    for gz in (ROOT / "MNIST").glob("*.gz"):
+        (copy / "MNIST" / gz.name).symlink_to(gz)
+    return copy
+
+
+def run_script(project_dir, *args, timeout=900):
+    """Run main.py in `project_dir` as a user would; return the CompletedProcess."""
+    return subprocess.run([sys.executable, "-W", "default", "main.py", *args], cwd=project_dir,
+                          capture_output=True, text=True, timeout=timeout)
