@@ -51,7 +51,10 @@ import argparse
 import logging
 import os
 import platform
+import signal
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("GLOG_v", "2")
@@ -63,8 +66,10 @@ import mindspore.dataset as ds
 import numpy as np
 from mindspore import nn
 from mindspore.dataset import transforms, vision
-from mindspore.train import CheckpointConfig, LossMonitor, Model, ModelCheckpoint
+from mindspore.train import Callback, CheckpointConfig, LossMonitor, Model, ModelCheckpoint
 
+from checkpoint_files import (CheckpointError, all_checkpoints, check_shapes, fsync, read_checkpoint,
+                              regular_checkpoints, resolve, run_info, table)
 from cloud_storage import StorageError, check_reachable, fetch_dir, publish
 from mnist_data import SHIPPED_DIR, DataError, prepare_mnist
 from plotting import plot_predictions, show_if_interactive
@@ -158,7 +163,8 @@ class LeNet5(nn.Cell):
 # `ModelCheckpoint` saves a checkpoint every `save_checkpoint_steps` steps (here, once per
 # epoch) and keeps the newest `keep_checkpoint_max` of them. Each file holds the network's
 # weights and the optimizer's state (its momentum buffers, learning rate and step count).
-# `append_info` adds the epoch and step numbers, which resuming reads back. A file is named
+# `append_info` adds the epoch and step numbers, which resuming reads back, and `crc_check`
+# stores a checksum, so that a damaged file is refused when loaded. A file is named
 # `<prefix>-<epoch>_<step in epoch>.ckpt`; `<prefix>-graph.meta` holds the compiled graph.
 #
 # `train` and `resume_train` below share `run_training`: the only differences are where the
@@ -176,7 +182,7 @@ def run_training(net, optimizer, data_dir, ckpt_dir, num_epochs, initial_epoch=0
         train_set = train_set.take(steps_per_epoch)
     steps_per_epoch = train_set.get_dataset_size()
     # The callback counts the steps of this run only; start its count where the checkpoint left off.
-    config = CheckpointConfig(save_checkpoint_steps=steps_per_epoch, keep_checkpoint_max=5,
+    config = CheckpointConfig(save_checkpoint_steps=steps_per_epoch, keep_checkpoint_max=5, crc_check=True,
                               append_info=["epoch_num", {"step_num": initial_epoch * steps_per_epoch}])
     checkpoint = ModelCheckpoint(prefix="lenet", directory=str(ckpt_dir), config=config)
     loss = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
@@ -217,7 +223,8 @@ def train(data_dir, ckpt_dir, num_epochs=2, lr=0.01, steps_per_epoch=None):
 #
 # `load_checkpoint` reads a file into a dictionary of parameters, and `load_param_into_net`
 # copies the matching entries into a network or an optimizer and returns the names it could
-# not fill. Loading into both restores the exact training state: the weights, and the
+# not fill. `read_checkpoint` calls `load_checkpoint` with the CRC checked, and `check_shapes`
+# makes sure the file fits LeNet5; either stops with one line naming the file and the problem. Loading into both restores the exact training state: the weights, and the
 # optimizer's momentum, so the first resumed step is not a cold start. The epoch number stored
 # with `append_info` becomes `initial_epoch`, so the epochs go on from 3. Loading the optimizer
 # also restores its learning rate of 0.01; this run fine-tunes with a smaller one, so it sets
@@ -231,7 +238,8 @@ def train(data_dir, ckpt_dir, num_epochs=2, lr=0.01, steps_per_epoch=None):
 # %%
 def load_training_state(net, optimizer, ckpt_file):
     """Load weights and optimizer state from `ckpt_file`; return the epoch it was saved at."""
-    params = ms.load_checkpoint(str(ckpt_file))
+    params = read_checkpoint(ckpt_file)
+    check_shapes(params, net, ckpt_file)
     epoch = int(params["epoch_num"])
     net_missing, _ = ms.load_param_into_net(net, params)
     optimizer_missing, _ = ms.load_param_into_net(optimizer, params)
@@ -267,7 +275,9 @@ def resume_train(data_dir, ckpt_dir, ckpt_file, num_epochs=2, lr=0.001, steps_pe
 def infer(data_dir, ckpt_file):
     """Predict the first test batch with the weights in `ckpt_file`; return the figure."""
     net = LeNet5()
-    ms.load_param_into_net(net, ms.load_checkpoint(str(ckpt_file)))
+    params = read_checkpoint(ckpt_file)
+    check_shapes(params, net, ckpt_file)
+    ms.load_param_into_net(net, params)
     batch = next(create_dataset(data_dir, training=False).create_dict_iterator(output_numpy=True))
     predictions = Model(net).predict(ms.Tensor(batch["image"])).asnumpy().argmax(axis=1)
     return plot_predictions(batch["image"], batch["label"], predictions)
@@ -277,29 +287,316 @@ def infer(data_dir, ckpt_file):
 # figure = infer(data_dir, resumed_checkpoint)
 
 # %% [markdown]
+# ## Checkpoints you can trust
+#
+# The tutorial's resume is right for fine-tuning, where a new run starts from trained weights.
+# Retraining after an abnormal exit asks for more: the continued run should end exactly where
+# an uninterrupted run would have, bit for bit. For that a checkpoint must hold:
+#
+# - the weights and the whole optimizer state: momentum buffers, learning rate, step count;
+# - the position: the epoch *and* the step within it, since a crash rarely waits for an epoch
+#   to end;
+# - the data order. MindSpore's dataset shuffles with a seed, but a pipeline built anew
+#   replays its first epoch's order. Here each epoch's order is derived from the seed and
+#   the epoch number, and a continued epoch skips the batches it has already trained on.
+#
+# The files must also be trustworthy. MindSpore writes each checkpoint under a temporary name
+# and renames it when complete; `crc_check` stores a checksum; `fsync` makes the file durable
+# before it counts. A process killed at any moment, even mid-write, leaves no file that looks
+# valid, and a damaged file is refused when loaded.
+
+# %%
+def epoch_dataset(data_dir, seed, epoch, steps_per_epoch=None, skip=0):
+    """The training batches of `epoch` in an order fixed by `seed` and `epoch`, from batch `skip` on."""
+    ds.config.set_seed(seed * 100_000 + epoch)
+    dataset = create_dataset(data_dir)
+    if steps_per_epoch:
+        dataset = dataset.take(steps_per_epoch)
+    return dataset.skip(skip) if skip else dataset
+
+
+@dataclass
+class TrainConfig:
+    """What defines a training run; a continued run must use the same values."""
+    num_epochs: int = 2
+    lr: float = 0.01
+    seed: int = 0
+    steps_per_epoch: int = None  # None: the whole training set
+    save_steps: int = None  # None: save once per epoch only
+    evaluate: bool = True  # evaluate after each epoch and keep the best checkpoint
+    ckpt_format: str = "ckpt"  # or "safetensors"
+    keep_checkpoint_max: int = 5
+
+
+# %% [markdown]
+# `CheckpointSaver` writes the files. Each checkpoint stores, beside the parameters, the epoch,
+# the global step, the seed, the epoch size and the best accuracy so far. After every epoch the
+# model is evaluated on the test set; when it beats the best so far, it is also saved as
+# `lenet-best.ckpt`, with its accuracy and epoch inside. Rotation keeps the newest
+# `keep_checkpoint_max` regular files and never touches the best one.
+
+# %%
+class CheckpointSaver(Callback):
+    """Saves the training state every `save_steps` steps, at each epoch's end and when asked to stop."""
+
+    def __init__(self, train_network, ckpt_dir, config, steps_per_epoch, prefix="lenet"):
+        super().__init__()
+        self.network, self.ckpt_dir, self.config = train_network, Path(ckpt_dir), config
+        self.steps_per_epoch, self.prefix = steps_per_epoch, prefix
+        self.step, self.saved_step, self.best_acc = 0, 0, -1.0
+        self.stop_requested = lambda step: False
+
+    def on_train_step_end(self, run_context):
+        self.step += 1
+        save_steps, at_epoch_end = self.config.save_steps, self.step % self.steps_per_epoch == 0
+        if save_steps and self.step % save_steps == 0 and not at_epoch_end:
+            self.save()
+        if self.stop_requested(self.step):
+            run_context.request_stop()
+
+    def position(self):
+        """(epoch, step in epoch), both from 1, of the last step done."""
+        epoch, step = divmod(self.step - 1, self.steps_per_epoch)
+        return epoch + 1, step + 1
+
+    def save(self, **metrics):
+        epoch, step = self.position()
+        path = self.ckpt_dir / f"{self.prefix}-{epoch}_{step}.{self.config.ckpt_format}"
+        self._write(path, metrics)
+        self.saved_step = self.step
+        for old in regular_checkpoints(self.ckpt_dir, self.prefix)[self.config.keep_checkpoint_max:]:
+            old.unlink()
+        return path
+
+    def save_if_best(self, acc, loss):
+        acc = float(np.float32(acc))  # as stored, so that a continued run compares the same numbers
+        if acc > self.best_acc:
+            self.best_acc = acc
+            self._write(self.ckpt_dir / f"{self.prefix}-best.{self.config.ckpt_format}", {"acc": acc, "loss": loss})
+
+    def _write(self, path, metrics):
+        info = {"epoch_num": self.position()[0], "step_num": self.step, "seed": self.config.seed,
+                "steps_per_epoch": self.steps_per_epoch, "best_acc": self.best_acc, **metrics}
+        partial = path.with_name(".saving-" + path.name)  # the best file is replaced only when complete
+        ms.save_checkpoint(self.network, str(partial), append_dict=info, crc_check=True,
+                           format=self.config.ckpt_format)
+        fsync(partial)
+        os.replace(partial, path)
+        fsync(path)
+
+    def restore(self, auto_resume):
+        """Continue from the newest intact checkpoint if `auto_resume`; say what happened."""
+        existing = regular_checkpoints(self.ckpt_dir, self.prefix)
+        if existing and not auto_resume:
+            raise UsageError(f"{self.ckpt_dir} already has checkpoints (newest: {existing[0].name}); pass "
+                             f"--auto_resume to continue from them, or choose another --ckpt_dir")
+        for path in existing:
+            try:
+                params = read_checkpoint(path)
+            except CheckpointError as error:
+                kept = path.with_name(path.name + ".damaged")
+                path.rename(kept)  # out of the way of new saves, but kept
+                print(f"Skipping {error} (kept as {kept.name})")
+                continue
+            check_shapes(params, self.network, path)
+            self._check_compatible(path, params)
+            ms.load_param_into_net(self.network, params)
+            info = run_info(params)
+            self.step = self.saved_step = info["step_num"]
+            self.best_acc = info["best_acc"]
+            epoch, step = self.position()
+            print(f"Continuing from {os.path.relpath(path)}: epoch {epoch}, step {step}, best acc {self.best_acc:.4f}")
+            return
+        print("Starting a new run" + (": no intact checkpoint to continue from" if existing else ""))
+
+    def _check_compatible(self, path, params):
+        info = run_info(params)
+        if "seed" not in info:
+            raise UsageError(f"{path} has no run position (it was not saved by 'train'); "
+                             f"choose another --ckpt_dir")
+        stored = {"--seed": info["seed"], "--steps_per_epoch": info["steps_per_epoch"],
+                  "--lr": float(params["learning_rate"].asnumpy())}
+        asked = {"--seed": self.config.seed, "--steps_per_epoch": self.steps_per_epoch,
+                 "--lr": float(np.float32(self.config.lr))}
+        for option, value in stored.items():
+            if asked[option] != value:
+                raise UsageError(f"{path} was trained with {option} {value:g}, not {asked[option]:g}; "
+                                 f"pass the same value to continue it exactly")
+
+
+# %% [markdown]
+# `train_resumable` runs one `Model.train` call per epoch, on that epoch's batches. It stops
+# cleanly on Ctrl-C (SIGINT) or SIGTERM, the signal a scheduler or `kill` sends: the signal
+# handler only raises a flag, the current step finishes, the state is saved, and the run ends
+# with `TrainingInterrupted`. `stop_after_step` simulates such an interruption.
+
+# %%
+class TrainingInterrupted(Exception):
+    """Training stopped on a signal after saving its state."""
+
+    def __init__(self, signum, path):
+        self.exit_code = 128 + signum
+        super().__init__(f"stopped by {signal.Signals(signum).name} at {path.name.rsplit('.', 1)[0]}; "
+                         f"saved {os.path.relpath(path)}")
+
+
+def train_resumable(data_dir, ckpt_dir, config, auto_resume=False, stop_after_step=None):
+    """Train to `config.num_epochs`, continuing exactly from `ckpt_dir` if `auto_resume`.
+
+    Returns the last checkpoint saved.
+    """
+    steps_per_epoch = epoch_dataset(data_dir, config.seed, 0, config.steps_per_epoch).get_dataset_size()
+    ms.set_seed(config.seed)
+    net = LeNet5()
+    loss = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
+    model = Model(net, loss, nn.Momentum(net.trainable_params(), config.lr, 0.9), metrics={"acc", "loss"})
+    Path(ckpt_dir).mkdir(parents=True, exist_ok=True)
+    saver = CheckpointSaver(model.train_network, ckpt_dir, config, steps_per_epoch)
+    saver.restore(auto_resume)
+    if saver.step >= config.num_epochs * steps_per_epoch:
+        print(f"Already trained for {config.num_epochs} epochs; nothing to do")
+        return regular_checkpoints(ckpt_dir, saver.prefix)[0]
+    signals = []
+    saver.stop_requested = lambda step: bool(signals) or step == stop_after_step
+    handlers = {sig: signal.signal(sig, lambda signum, _: signals.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        start = time.perf_counter()
+        while saver.step < config.num_epochs * steps_per_epoch and not saver.stop_requested(saver.step):
+            epoch, done = divmod(saver.step, steps_per_epoch)
+            model.train(epoch + 1, epoch_dataset(data_dir, config.seed, epoch, config.steps_per_epoch, done),
+                        callbacks=[saver], initial_epoch=epoch, dataset_sink_mode=False)
+            if saver.step % steps_per_epoch:
+                break  # stopped mid-epoch
+            metrics = {}
+            if config.evaluate:
+                metrics = {name: float(value) for name, value in
+                           model.eval(create_dataset(data_dir, training=False)).items()}
+                saver.save_if_best(metrics["acc"], metrics["loss"])
+            path = saver.save(**metrics)
+            print(f"epoch {epoch + 1}/{config.num_epochs}: {time.perf_counter() - start:.1f} s, "
+                  + "".join(f"{name} {value:.4f}, " for name, value in sorted(metrics.items()))
+                  + f"saved {path.name}")
+        if saver.saved_step != saver.step:
+            path = saver.save()
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    if signals:
+        raise TrainingInterrupted(signals[0], path)
+    if saver.step < config.num_epochs * steps_per_epoch:
+        print(f"Stopped after step {saver.step} as asked; saved {os.path.relpath(path)}")
+    return path
+
+
+# %% [markdown]
+# Here is the whole story on a short run of 2 epochs of 300 steps. One run goes through
+# without a break. A second is interrupted after step 450, in the middle of its second epoch,
+# and then continued with `auto_resume`. The two end with identical parameters.
+
+# %% active="ipynb"
+# demo = TrainConfig(num_epochs=2, steps_per_epoch=300, save_steps=100, seed=1)
+# demo_dir = Path(CKPT_DIR) / time.strftime("exact-%Y%m%d-%H%M%S")
+# reference = train_resumable(data_dir, demo_dir / "uninterrupted", demo)
+
+# %% active="ipynb"
+# train_resumable(data_dir, demo_dir / "interrupted", demo, stop_after_step=450)
+# continued = train_resumable(data_dir, demo_dir / "interrupted", demo, auto_resume=True)
+
+# %% active="ipynb"
+# a, b = read_checkpoint(reference), read_checkpoint(continued)
+# print("Same parameters, bit for bit:", a.keys() == b.keys()
+#       and all(np.array_equal(a[name].asnumpy(), b[name].asnumpy()) for name in a))
+# print(table(demo_dir / "interrupted"))
+
+# %% [markdown]
+# The table lists each checkpoint with its position, the metrics stored in it, and whether its
+# CRC still matches. `lenet-best.ckpt` is the parameters with the highest test accuracy; infer
+# with it like any other checkpoint:
+
+# %% active="ipynb"
+# best_figure = infer(data_dir, demo_dir / "interrupted" / "lenet-best.ckpt")
+
+# %% [markdown]
 # ## Running the script
 #
-# `python main.py --data_url MNIST --ckpt_dir ckpt` runs all of the above. `--train_url`
-# copies the checkpoints and the figure to a folder, or to object storage on ModelArts.
+# `python main.py` runs the tutorial's steps above, in order. The commands `train`, `resume`,
+# `infer` and `list` run one step each; `python main.py COMMAND --help` describes its options.
+#
+# ```sh
+# python main.py train --num_epochs 4 --save_steps 500 --auto_resume   # continue after any crash
+# python main.py infer --ckpt best
+# python main.py list
+# ```
+#
+# `--train_url` copies the outputs to a folder, or to object storage on ModelArts.
 
 # %% active="py"
+def positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def positive_float(text):
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description="Train LeNet5 on MNIST, save checkpoints, resume from one, and predict.")
-    parser.add_argument("--data_url", default=str(SHIPPED_DIR),
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data_url", default=str(SHIPPED_DIR),
                         help="MNIST folder: train/ and test/ with the IDX files, or the four .gz "
                              "files; obs:// or s3:// on ModelArts (default: MNIST/ next to main.py)")
-    parser.add_argument("--train_url", default=None,
-                        help="folder, or obs:// or s3:// URL, that receives the checkpoints and "
-                             "the prediction figure at the end (default: none)")
-    parser.add_argument("--device_target", choices=BACKENDS, default=None,
+    common.add_argument("--train_url", default=None,
+                        help="folder, or obs:// or s3:// URL, that receives the outputs at the end "
+                             "(default: none)")
+    common.add_argument("--device_target", choices=BACKENDS, default=None,
                         help="backend to run on (default: the best available, in the order "
                              "Ascend, GPU, CPU)")
-    parser.add_argument("--ckpt_dir", default="ckpt",
-                        help="folder for the checkpoint files (default: ckpt)")
-    parser.add_argument("--steps_per_epoch", type=int, default=None, metavar="M",
-                        help="train only the first M batches of each epoch, for a quick run "
-                             "(default: all 1875)")
+    common.add_argument("--ckpt_dir", default="ckpt", help="folder for the checkpoint files (default: ckpt)")
+    steps = argparse.ArgumentParser(add_help=False)
+    steps.add_argument("--steps_per_epoch", type=positive_int, default=None, metavar="M",
+                       help="train only the first M batches of each epoch, for a quick run "
+                            "(default: all 1875)")
+    ckpt = argparse.ArgumentParser(add_help=False)
+    ckpt.add_argument("--ckpt", default="latest",
+                      help="checkpoint file, 'latest' (the newest in --ckpt_dir) or 'best' "
+                           "(default: latest)")
+
+    parser = argparse.ArgumentParser(
+        parents=[common, steps],
+        description="The MindSpore checkpoint tutorial on LeNet5 and MNIST. Without a command, "
+                    "run it all: train, resume from a checkpoint, and predict.")
+    commands = parser.add_subparsers(dest="command", title="commands")
+    train_cmd = commands.add_parser("train", parents=[common, steps], help="train, with exact resuming",
+                                    description="Train LeNet5, saving checkpoints that allow an exact "
+                                                "continuation after any interruption.")
+    train_cmd.add_argument("--num_epochs", type=positive_int, default=2, help="epochs to train to (default: 2)")
+    train_cmd.add_argument("--lr", type=positive_float, default=0.01, help="learning rate (default: 0.01)")
+    train_cmd.add_argument("--seed", type=int, default=0, help="seed for weights and data order (default: 0)")
+    train_cmd.add_argument("--save_steps", type=positive_int, default=None, metavar="K",
+                           help="also save every K steps (default: once per epoch)")
+    train_cmd.add_argument("--auto_resume", action="store_true",
+                           help="continue from the newest intact checkpoint in --ckpt_dir, if any")
+    train_cmd.add_argument("--no_eval", dest="evaluate", action="store_false",
+                           help="skip the test-set evaluation after each epoch, and so the best checkpoint")
+    train_cmd.add_argument("--ckpt_format", choices=("ckpt", "safetensors"), default="ckpt",
+                           help="checkpoint file format (default: ckpt)")
+    resume_cmd = commands.add_parser("resume", parents=[common, steps, ckpt],
+                                     help="the tutorial's resume step: fine-tune from a checkpoint",
+                                     description="Continue training from a checkpoint with a new "
+                                                 "learning rate, as the tutorial's resume_train does.")
+    resume_cmd.add_argument("--num_epochs", type=positive_int, default=2, help="epochs to add (default: 2)")
+    resume_cmd.add_argument("--lr", type=positive_float, default=0.001, help="learning rate (default: 0.001)")
+    commands.add_parser("infer", parents=[common, ckpt], help="predict the first test batch",
+                        description="Predict the first test batch and save images/prediction.png.")
+    commands.add_parser("list", parents=[common], help="list the checkpoints in --ckpt_dir",
+                        description="List the checkpoints in --ckpt_dir: position, stored metrics, "
+                                    "and whether each file is intact.")
     args, unknown = parser.parse_known_args(argv)  # ModelArts adds arguments of its own
     if unknown:
         print("Ignoring unknown arguments:", *unknown)
@@ -315,30 +612,55 @@ def make_writable_dir(path, option):
         raise UsageError(f"{option} {path} is not writable; pass a folder you can write to")
 
 
+def save_figure(figure):
+    path = Path("images/prediction.png")
+    path.parent.mkdir(exist_ok=True)
+    figure.savefig(path)
+    print("Saved", path)
+    return path
+
+
 def main(args):
-    if args.steps_per_epoch is not None and args.steps_per_epoch < 1:
-        raise UsageError(f"--steps_per_epoch must be at least 1, got {args.steps_per_epoch}")
+    """Run the command in `args`; return the files to copy to --train_url."""
     check_reachable(args.data_url, "--data_url")
     if args.train_url:
         check_reachable(args.train_url, "--train_url")
+    if args.command == "list":
+        print(table(args.ckpt_dir))
+        return []
     set_device(args.device_target)
     data_dir = prepare_mnist(fetch_dir(args.data_url, "cache/data"))
+    if args.command == "infer":
+        return [save_figure(infer(data_dir, resolve(args.ckpt, args.ckpt_dir)))]
     make_writable_dir(args.ckpt_dir, "--ckpt_dir")
+    if args.command == "train":
+        config = TrainConfig(num_epochs=args.num_epochs, lr=args.lr, seed=args.seed,
+                             steps_per_epoch=args.steps_per_epoch, save_steps=args.save_steps,
+                             evaluate=args.evaluate, ckpt_format=args.ckpt_format)
+        train_resumable(data_dir, args.ckpt_dir, config, args.auto_resume)
+        return all_checkpoints(args.ckpt_dir)
+    if args.command == "resume":
+        resumed = resume_train(data_dir, args.ckpt_dir, resolve(args.ckpt, args.ckpt_dir), args.num_epochs,
+                               args.lr, args.steps_per_epoch)
+        return run_files(resumed)
     trained = train(data_dir, args.ckpt_dir, steps_per_epoch=args.steps_per_epoch)
     resumed = resume_train(data_dir, args.ckpt_dir, trained, steps_per_epoch=args.steps_per_epoch)
-    figure = infer(data_dir, resumed)
-    figure_file = Path("images/prediction.png")
-    figure_file.parent.mkdir(exist_ok=True)
-    figure.savefig(figure_file)
-    print("Saved", figure_file)
-    if args.train_url:
-        publish([*run_files(trained), *run_files(resumed), figure_file], args.train_url)
-        print("Copied the checkpoints and the figure to", args.train_url)
-    show_if_interactive()
+    return [*run_files(trained), *run_files(resumed), save_figure(infer(data_dir, resumed))]
 
 
 if __name__ == "__main__":
+    args = parse_args()
     try:
-        main(parse_args())
-    except (DataError, StorageError, UsageError) as error:
+        outputs = main(args)
+        if args.train_url:
+            publish(outputs, args.train_url)
+            print("Copied the outputs to", args.train_url)
+    except (CheckpointError, DataError, StorageError, UsageError) as error:
         sys.exit(f"error: {error}")
+    except TrainingInterrupted as error:
+        print(f"Training {error}. To continue: python main.py train --auto_resume "
+              f"--ckpt_dir {args.ckpt_dir} (with the same options)", file=sys.stderr)
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        sys.exit("Interrupted before training started; nothing was saved.")
+    show_if_interactive()

@@ -1,0 +1,112 @@
+"""Checkpoint files on disk: finding them, reading them with integrity checks, and listing them."""
+import os
+import re
+from pathlib import Path
+
+import mindspore as ms
+
+FORMATS = ("ckpt", "safetensors")
+# <prefix>-<epoch>_<step in epoch>.<format>, as ModelCheckpoint names them; <prefix>-best.<format>
+REGULAR = re.compile(r"(?P<prefix>.+)-(?P<epoch>\d+)_(?P<step>\d+)\.(?P<format>ckpt|safetensors)")
+RUN_INFO = ("epoch_num", "step_num", "steps_per_epoch", "seed", "best_acc", "acc", "loss")
+
+
+class CheckpointError(Exception):
+    """A checkpoint file that cannot be used: missing, damaged, or not for this network."""
+
+
+def read_checkpoint(path):
+    """Load `path` with its CRC checked; return its parameter dictionary."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    fmt = path.suffix.lstrip(".")
+    if fmt not in FORMATS:
+        raise CheckpointError(f"{path}: not a checkpoint (expected a .ckpt or .safetensors file)")
+    try:
+        return ms.load_checkpoint(str(path), crc_check=True, format=fmt)
+    except (ValueError, RuntimeError, OSError, TypeError) as error:
+        reason = "CRC mismatch" if "crc" in str(error).lower() else "cannot be parsed"
+        raise CheckpointError(f"{path}: damaged or not a checkpoint ({reason}); "
+                              f"use another checkpoint file") from None
+
+
+def check_shapes(params, net, path):
+    """Fail with one line if the stored parameters do not fit `net`."""
+    for name, param in net.parameters_dict().items():
+        if name not in params:
+            raise CheckpointError(f"{path}: has no parameter {name}; it was not saved from LeNet5")
+        if tuple(params[name].shape) != tuple(param.shape):
+            raise CheckpointError(f"{path}: parameter {name} has shape {tuple(params[name].shape)}, "
+                                  f"LeNet5 needs {tuple(param.shape)}")
+
+
+def run_info(params):
+    """The numbers stored beside the parameters (epoch, step, seed, metrics), as Python values."""
+    return {key: params[key].asnumpy().item() for key in RUN_INFO if key in params}
+
+
+def regular_checkpoints(ckpt_dir, prefix=None):
+    """Checkpoint files named <prefix>-<epoch>_<step>, newest first (by epoch, then step)."""
+    found = []
+    for path in Path(ckpt_dir).glob("*-*_*.*"):
+        match = REGULAR.fullmatch(path.name)
+        if match and (prefix is None or match["prefix"] == prefix):
+            found.append((int(match["epoch"]), int(match["step"]), path.stat().st_mtime, path))
+    return [path for *_, path in sorted(found, reverse=True)]
+
+
+def all_checkpoints(ckpt_dir):
+    """Every checkpoint file in `ckpt_dir`, newest written first."""
+    paths = [p for fmt in FORMATS for p in Path(ckpt_dir).glob(f"*.{fmt}")]
+    return sorted(paths, key=lambda p: (p.stat().st_mtime, p.name), reverse=True)
+
+
+def resolve(ckpt, ckpt_dir, prefix="lenet"):
+    """Turn --ckpt (a path, 'latest' or 'best') into a file path."""
+    if ckpt == "best":
+        for fmt in FORMATS:
+            if (Path(ckpt_dir) / f"{prefix}-best.{fmt}").exists():
+                return Path(ckpt_dir) / f"{prefix}-best.{fmt}"
+        raise CheckpointError(f"no {prefix}-best checkpoint in {ckpt_dir}: train with evaluation "
+                              f"on (the default) to keep one")
+    if ckpt == "latest":
+        latest = [p for p in all_checkpoints(ckpt_dir) if "-best." not in p.name]
+        if not latest:
+            raise CheckpointError(f"no checkpoint in {ckpt_dir} yet: run 'python main.py train' "
+                                  f"first, or pass --ckpt_dir")
+        return latest[0]
+    return Path(ckpt)
+
+
+def fsync(path):
+    """Make a finished file, and its entry in its folder, durable before anyone relies on it."""
+    for target, flags in ((path, os.O_RDONLY), (Path(path).parent, os.O_RDONLY | os.O_DIRECTORY)):
+        fd = os.open(target, flags)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def table(ckpt_dir):
+    """A text table of the checkpoints in `ckpt_dir`: file, epoch, step, metrics, intact."""
+    rows = [("file", "epoch", "global step", "acc", "loss", "best acc", "intact")]
+    for path in sorted(all_checkpoints(ckpt_dir), key=lambda p: p.name):
+        try:
+            info, intact = run_info(read_checkpoint(path)), "yes"
+        except CheckpointError:
+            info, intact = {}, "NO: damaged"
+        rows.append((path.name, *(_cell(info.get(key)) for key in
+                                   ("epoch_num", "step_num", "acc", "loss", "best_acc")), intact))
+    if len(rows) == 1:
+        return f"no checkpoints in {ckpt_dir}"
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+                     for row in rows)
+
+
+def _cell(value):
+    if value is None or value == -1:  # -1: no best accuracy yet
+        return "-"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
