@@ -1,4 +1,5 @@
 """Checkpoint files on disk: finding them, reading them with integrity checks, and listing them."""
+import logging
 import os
 import re
 from pathlib import Path
@@ -23,12 +24,14 @@ def read_checkpoint(path):
     fmt = path.suffix.lstrip(".")
     if fmt not in FORMATS:
         raise CheckpointError(f"{path}: not a checkpoint (expected a .ckpt or .safetensors file)")
+    logging.disable(logging.CRITICAL)  # MindSpore logs its own, vaguer, message first
     try:
         return ms.load_checkpoint(str(path), crc_check=True, format=fmt)
-    except (ValueError, RuntimeError, OSError, TypeError) as error:
-        reason = "CRC mismatch" if "crc" in str(error).lower() else "cannot be parsed"
-        raise CheckpointError(f"{path}: damaged or not a checkpoint ({reason}); "
+    except (ValueError, RuntimeError, OSError, TypeError):
+        raise CheckpointError(f"{path}: damaged or not a checkpoint (its format or CRC check failed); "
                               f"use another checkpoint file") from None
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 def check_shapes(params, net, path):
@@ -51,14 +54,14 @@ def regular_checkpoints(ckpt_dir, prefix=None):
     found = []
     for path in Path(ckpt_dir).glob("*-*_*.*"):
         match = REGULAR.fullmatch(path.name)
-        if match and (prefix is None or match["prefix"] == prefix):
+        if match and not path.name.startswith(".") and (prefix is None or match["prefix"] == prefix):
             found.append((int(match["epoch"]), int(match["step"]), path.stat().st_mtime, path))
     return [path for *_, path in sorted(found, reverse=True)]
 
 
 def all_checkpoints(ckpt_dir):
-    """Every checkpoint file in `ckpt_dir`, newest written first."""
-    paths = [p for fmt in FORMATS for p in Path(ckpt_dir).glob(f"*.{fmt}")]
+    """Every checkpoint file in `ckpt_dir`, newest written first; not those still being written."""
+    paths = [p for fmt in FORMATS for p in Path(ckpt_dir).glob(f"*.{fmt}") if not p.name.startswith(".")]
     return sorted(paths, key=lambda p: (p.stat().st_mtime, p.name), reverse=True)
 
 

@@ -343,16 +343,14 @@ class CheckpointSaver(Callback):
         super().__init__()
         self.network, self.ckpt_dir, self.config = train_network, Path(ckpt_dir), config
         self.steps_per_epoch, self.prefix = steps_per_epoch, prefix
-        self.step, self.saved_step, self.best_acc = 0, 0, -1.0
-        self.stop_requested = lambda step: False
+        self.step, self.best_acc = 0, -1.0
+        self.saved_step, self.last_saved = 0, None
 
     def on_train_step_end(self, run_context):
         self.step += 1
         save_steps, at_epoch_end = self.config.save_steps, self.step % self.steps_per_epoch == 0
         if save_steps and self.step % save_steps == 0 and not at_epoch_end:
             self.save()
-        if self.stop_requested(self.step):
-            run_context.request_stop()
 
     def position(self):
         """(epoch, step in epoch), both from 1, of the last step done."""
@@ -363,7 +361,7 @@ class CheckpointSaver(Callback):
         epoch, step = self.position()
         path = self.ckpt_dir / f"{self.prefix}-{epoch}_{step}.{self.config.ckpt_format}"
         self._write(path, metrics)
-        self.saved_step = self.step
+        self.saved_step, self.last_saved = self.step, path
         for old in regular_checkpoints(self.ckpt_dir, self.prefix)[self.config.keep_checkpoint_max:]:
             old.unlink()
         return path
@@ -403,6 +401,7 @@ class CheckpointSaver(Callback):
             ms.load_param_into_net(self.network, params)
             info = run_info(params)
             self.step = self.saved_step = info["step_num"]
+            self.last_saved = path
             self.best_acc = info["best_acc"]
             epoch, step = self.position()
             print(f"Continuing from {os.path.relpath(path)}: epoch {epoch}, step {step}, best acc {self.best_acc:.4f}")
@@ -428,9 +427,36 @@ class CheckpointSaver(Callback):
 # `train_resumable` runs one `Model.train` call per epoch, on that epoch's batches. It stops
 # cleanly on Ctrl-C (SIGINT) or SIGTERM, the signal a scheduler or `kill` sends: the signal
 # handler only raises a flag, the current step finishes, the state is saved, and the run ends
-# with `TrainingInterrupted`. `stop_after_step` simulates such an interruption.
+# with `TrainingInterrupted`. (While a step runs, MindSpore's runtime catches SIGINT and passes
+# it on as SIGTERM, so Ctrl-C usually reports SIGTERM.) `stop_after_step` simulates an
+# interruption.
 
 # %%
+class StopOnSignal(Callback):
+    """Turns SIGINT and SIGTERM into a stop after the current step, or after step `stop_after_step`."""
+
+    def __init__(self, current_step, stop_after_step=None):
+        super().__init__()
+        self.current_step, self.stop_after_step = current_step, stop_after_step
+        self.received, self.previous = [], {}
+
+    def install(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.previous[sig] = signal.getsignal(sig)
+            signal.signal(sig, lambda signum, _: self.received.append(signum))
+
+    def uninstall(self):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def should_stop(self, step):
+        return bool(self.received) or step == self.stop_after_step
+
+    def on_train_step_end(self, run_context):
+        if self.should_stop(self.current_step()):
+            run_context.request_stop()
+
+
 class TrainingInterrupted(Exception):
     """Training stopped on a signal after saving its state."""
 
@@ -455,17 +481,15 @@ def train_resumable(data_dir, ckpt_dir, config, auto_resume=False, stop_after_st
     saver.restore(auto_resume)
     if saver.step >= config.num_epochs * steps_per_epoch:
         print(f"Already trained for {config.num_epochs} epochs; nothing to do")
-        return regular_checkpoints(ckpt_dir, saver.prefix)[0]
-    signals = []
-    saver.stop_requested = lambda step: bool(signals) or step == stop_after_step
-    handlers = {sig: signal.signal(sig, lambda signum, _: signals.append(signum))
-                for sig in (signal.SIGINT, signal.SIGTERM)}
+        return saver.last_saved
+    stopper = StopOnSignal(lambda: saver.step, stop_after_step)
+    stopper.install()
     try:
         start = time.perf_counter()
-        while saver.step < config.num_epochs * steps_per_epoch and not saver.stop_requested(saver.step):
+        while saver.step < config.num_epochs * steps_per_epoch and not stopper.should_stop(saver.step):
             epoch, done = divmod(saver.step, steps_per_epoch)
             model.train(epoch + 1, epoch_dataset(data_dir, config.seed, epoch, config.steps_per_epoch, done),
-                        callbacks=[saver], initial_epoch=epoch, dataset_sink_mode=False)
+                        callbacks=[saver, stopper], initial_epoch=epoch, dataset_sink_mode=False)
             if saver.step % steps_per_epoch:
                 break  # stopped mid-epoch
             metrics = {}
@@ -473,20 +497,19 @@ def train_resumable(data_dir, ckpt_dir, config, auto_resume=False, stop_after_st
                 metrics = {name: float(value) for name, value in
                            model.eval(create_dataset(data_dir, training=False)).items()}
                 saver.save_if_best(metrics["acc"], metrics["loss"])
-            path = saver.save(**metrics)
+            saver.save(**metrics)
             print(f"epoch {epoch + 1}/{config.num_epochs}: {time.perf_counter() - start:.1f} s, "
                   + "".join(f"{name} {value:.4f}, " for name, value in sorted(metrics.items()))
-                  + f"saved {path.name}")
+                  + f"saved {saver.last_saved.name}")
         if saver.saved_step != saver.step:
-            path = saver.save()
+            saver.save()
     finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
-    if signals:
-        raise TrainingInterrupted(signals[0], path)
+        stopper.uninstall()
+    if stopper.received:
+        raise TrainingInterrupted(stopper.received[0], saver.last_saved)
     if saver.step < config.num_epochs * steps_per_epoch:
-        print(f"Stopped after step {saver.step} as asked; saved {os.path.relpath(path)}")
-    return path
+        print(f"Stopped after step {saver.step} as asked; saved {os.path.relpath(saver.last_saved)}")
+    return saver.last_saved
 
 
 # %% [markdown]

@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-PROJECT_FILES = ["main.py", "main.ipynb", "mnist_data.py", "cloud_storage.py", "plotting.py"]
+PROJECT_FILES = ["main.py", "main.ipynb", "mnist_data.py", "cloud_storage.py", "plotting.py", "checkpoint_files.py"]
 
 
 def write_idx(split_dir, prefix, images, labels):
@@ -34,6 +34,20 @@ def tiny_mnist(tmp_path):
 
 
 @pytest.fixture(scope="session")
+def small_mnist(tmp_path_factory):
+    """The first 640 training and 320 test images of the shipped MNIST: 20 and 10 batches."""
+    from mnist_data import prepare_mnist
+    shipped = prepare_mnist(ROOT / "MNIST")
+    data_dir = tmp_path_factory.mktemp("small") / "mnist"
+    for split, prefix, n in [("train", "train", 640), ("test", "t10k", 320)]:
+        raw_images = (shipped / split / f"{prefix}-images-idx3-ubyte").read_bytes()[16:16 + n * 784]
+        raw_labels = (shipped / split / f"{prefix}-labels-idx1-ubyte").read_bytes()[8:8 + n]
+        write_idx(data_dir / split, prefix, np.frombuffer(raw_images, np.uint8).reshape(n, 28, 28),
+                  np.frombuffer(raw_labels, np.uint8))
+    return data_dir
+
+
+@pytest.fixture(scope="session")
 def cpu():
     import main
     main.set_device("CPU")
@@ -42,7 +56,7 @@ def cpu():
 
 @pytest.fixture
 def project(tmp_path):
-    """A scratch copy of the project, sharing the shipped MNIST .gz files by symlink."""
+    """A scratch copy of the project for the notebook, sharing the shipped MNIST files by symlink."""
     copy = tmp_path / "project"
     (copy / "MNIST").mkdir(parents=True)
     for name in PROJECT_FILES:
@@ -52,7 +66,10 @@ def project(tmp_path):
     return copy
 
 
-def run_script(project_dir, *args, timeout=900):
-    """Run main.py in `project_dir` as a user would; return the CompletedProcess."""
-    return subprocess.run([sys.executable, "-W", "default", "main.py", *args], cwd=project_dir,
-                          capture_output=True, text=True, timeout=timeout)
+def script_command(*args):
+    return [sys.executable, "-W", "default", str(ROOT / "main.py"), *args]
+
+
+def run_script(cwd, *args, timeout=900):
+    """Run main.py in the folder `cwd` as a user would; return the CompletedProcess."""
+    return subprocess.run(script_command(*args), cwd=cwd, capture_output=True, text=True, timeout=timeout)
