@@ -223,9 +223,10 @@ def train(data_dir, ckpt_dir, num_epochs=2, lr=0.01, steps_per_epoch=None):
 #
 # `load_checkpoint` reads a file into a dictionary of parameters, and `load_param_into_net`
 # copies the matching entries into a network or an optimizer and returns the names it could
-# not fill. `read_checkpoint` calls `load_checkpoint` with the CRC checked, and `check_shapes`
-# makes sure the file fits LeNet5; either stops with one line naming the file and the problem. Loading into both restores the exact training state: the weights, and the
-# optimizer's momentum, so the first resumed step is not a cold start. The epoch number stored
+# not fill. Loading into both restores the training state: the weights, and the optimizer's
+# momentum, so the first resumed step is not a cold start. (`read_checkpoint` calls
+# `load_checkpoint` with the CRC checked, and `check_shapes` makes sure the file fits LeNet5;
+# either stops with one line naming the file and the problem.) The epoch number stored
 # with `append_info` becomes `initial_epoch`, so the epochs go on from 3. Loading the optimizer
 # also restores its learning rate of 0.01; this run fine-tunes with a smaller one, so it sets
 # that after loading.
@@ -337,7 +338,7 @@ class TrainConfig:
 
 # %%
 class CheckpointSaver(Callback):
-    """Saves the training state every `save_steps` steps, at each epoch's end and when asked to stop."""
+    """Writes checkpoints: every `save_steps` steps by itself, and whenever `save` is called."""
 
     def __init__(self, train_network, ckpt_dir, config, steps_per_epoch, prefix="lenet"):
         super().__init__()
@@ -370,12 +371,13 @@ class CheckpointSaver(Callback):
         acc = float(np.float32(acc))  # as stored, so that a continued run compares the same numbers
         if acc > self.best_acc:
             self.best_acc = acc
-            self._write(self.ckpt_dir / f"{self.prefix}-best.{self.config.ckpt_format}", {"acc": acc, "loss": loss})
+            best = self.ckpt_dir / f"{self.prefix}-best.{self.config.ckpt_format}"
+            self._write(best, {"acc": acc, "loss": loss})
 
     def _write(self, path, metrics):
         info = {"epoch_num": self.position()[0], "step_num": self.step, "seed": self.config.seed,
                 "steps_per_epoch": self.steps_per_epoch, "best_acc": self.best_acc, **metrics}
-        partial = path.with_name(".saving-" + path.name)  # the best file is replaced only when complete
+        partial = path.with_name(".saving-" + path.name)  # the real name only once complete and on disk
         ms.save_checkpoint(self.network, str(partial), append_dict=info, crc_check=True,
                            format=self.config.ckpt_format)
         fsync(partial)
@@ -404,7 +406,8 @@ class CheckpointSaver(Callback):
             self.last_saved = path
             self.best_acc = info["best_acc"]
             epoch, step = self.position()
-            print(f"Continuing from {os.path.relpath(path)}: epoch {epoch}, step {step}, best acc {self.best_acc:.4f}")
+            best = f", best acc {self.best_acc:.4f}" if self.best_acc >= 0 else ""
+            print(f"Continuing from {os.path.relpath(path)}: epoch {epoch}, step {step}{best}")
             return
         print("Starting a new run" + (": no intact checkpoint to continue from" if existing else ""))
 

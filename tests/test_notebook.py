@@ -43,6 +43,9 @@ def test_notebook_runs_in_a_jupyter_kernel(project):
     assert "Checkpoint files of this run: lenet-1_1875.ckpt lenet-2_1875.ckpt lenet-graph.meta" in out
     assert "Checkpoint files of this run: lenet_1-3_1875.ckpt lenet_1-4_1875.ckpt lenet_1-graph.meta" in out
     assert "Network parameters not loaded: []" in out and "Optimizer parameters not loaded: []" in out
-    figures = [output for output in code[-1].outputs if "image/png" in output.get("data", {})]
-    assert len(figures) == 1
+    assert "Stopped after step 450 as asked" in out and "Same parameters, bit for bit: True" in out
+    assert re.search(r"Continuing from \S+/interrupted/lenet-2_150.ckpt: epoch 2, step 150", out)
+    assert re.search(r"lenet-best.ckpt +2 +600 +0\.9\d{3}", out)
+    figures = [cell for cell in code for output in cell.outputs if "image/png" in output.get("data", {})]
+    assert len(figures) == 2  # the tutorial's prediction, and the one with the best checkpoint
     assert not [output for cell in code for output in cell.outputs if output.output_type == "error"]
