@@ -65,6 +65,7 @@ import mindspore as ms
 import mindspore.dataset as ds
 import numpy as np
 from mindspore import nn
+from mindspore.communication import get_group_size, get_rank, init
 from mindspore.dataset import transforms, vision
 from mindspore.train import Callback, CheckpointConfig, LossMonitor, Model, ModelCheckpoint
 
@@ -115,9 +116,14 @@ def set_device(device_target=None):
 
 # %%
 def create_dataset(data_dir, training=True, batch_size=32, resize=(32, 32),
-                   rescale=1 / (255 * 0.3081), shift=-0.1307 / 0.3081, buffer_size=64):
-    """The MNIST training or test set, transformed and batched for LeNet5."""
-    dataset = ds.MnistDataset(os.path.join(data_dir, "train" if training else "test"))
+                   rescale=1 / (255 * 0.3081), shift=-0.1307 / 0.3081, buffer_size=64,
+                   num_shards=None, shard_id=None):
+    """The MNIST training or test set, transformed and batched for LeNet5.
+
+    With `num_shards`, only the part `shard_id` of it, for one of several data-parallel workers.
+    """
+    dataset = ds.MnistDataset(os.path.join(data_dir, "train" if training else "test"),
+                              num_shards=num_shards, shard_id=shard_id)
     dataset = dataset.map(input_columns=["image"], operations=[
         vision.Resize(resize), vision.Rescale(rescale, shift), vision.HWC2CHW()])
     dataset = dataset.map(input_columns=["label"], operations=transforms.TypeCast(ms.int32))
@@ -273,12 +279,18 @@ def resume_train(data_dir, ckpt_dir, ckpt_file, num_epochs=2, lr=0.001, steps_pe
 # the first batch of the test set. Blue titles are right, red ones wrong.
 
 # %%
-def infer(data_dir, ckpt_file):
-    """Predict the first test batch with the weights in `ckpt_file`; return the figure."""
+def load_weights(ckpt_file):
+    """A fresh LeNet5 with the weights stored in `ckpt_file`."""
     net = LeNet5()
     params = read_checkpoint(ckpt_file)
     check_shapes(params, net, ckpt_file)
     ms.load_param_into_net(net, params)
+    return net
+
+
+def infer(data_dir, ckpt_file):
+    """Predict the first test batch with the weights in `ckpt_file`; return the figure."""
+    net = load_weights(ckpt_file)
     batch = next(create_dataset(data_dir, training=False).create_dict_iterator(output_numpy=True))
     predictions = Model(net).predict(ms.Tensor(batch["image"])).asnumpy().argmax(axis=1)
     return plot_predictions(batch["image"], batch["label"], predictions)
@@ -307,10 +319,14 @@ def infer(data_dir, ckpt_file):
 # valid, and a damaged file is refused when loaded.
 
 # %%
-def epoch_dataset(data_dir, seed, epoch, steps_per_epoch=None, skip=0):
-    """The training batches of `epoch` in an order fixed by `seed` and `epoch`, from batch `skip` on."""
+def epoch_dataset(data_dir, seed, epoch, steps_per_epoch=None, skip=0, shard=(0, 1)):
+    """The training batches of `epoch` in an order fixed by `seed` and `epoch`, from batch `skip` on.
+
+    `shard` is (rank, number of workers): each data-parallel worker gets its own part.
+    """
     ds.config.set_seed(seed * 100_000 + epoch)
-    dataset = create_dataset(data_dir)
+    rank, workers = shard
+    dataset = create_dataset(data_dir, **({"num_shards": workers, "shard_id": rank} if workers > 1 else {}))
     if steps_per_epoch:
         dataset = dataset.take(steps_per_epoch)
     return dataset.skip(skip) if skip else dataset
@@ -384,19 +400,22 @@ class CheckpointSaver(Callback):
         os.replace(partial, path)
         fsync(path)
 
-    def restore(self, auto_resume):
-        """Continue from the newest intact checkpoint if `auto_resume`; say what happened."""
-        existing = regular_checkpoints(self.ckpt_dir, self.prefix)
+    def restore(self, auto_resume, source_dir=None):
+        """Continue from the newest intact checkpoint in `source_dir` (default: our folder) if
+        `auto_resume`; say what happened."""
+        source_dir = Path(source_dir or self.ckpt_dir)
+        existing = regular_checkpoints(source_dir, self.prefix)
         if existing and not auto_resume:
-            raise UsageError(f"{self.ckpt_dir} already has checkpoints (newest: {existing[0].name}); pass "
+            raise UsageError(f"{source_dir} already has checkpoints (newest: {existing[0].name}); pass "
                              f"--auto_resume to continue from them, or choose another --ckpt_dir")
         for path in existing:
             try:
                 params = read_checkpoint(path)
             except CheckpointError as error:
-                kept = path.with_name(path.name + ".damaged")
-                path.rename(kept)  # out of the way of new saves, but kept
-                print(f"Skipping {error} (kept as {kept.name})")
+                if source_dir == self.ckpt_dir:
+                    path.rename(path.with_name(path.name + ".damaged"))  # out of the way of new saves, but kept
+                    error = f"{error} (kept as {path.name}.damaged)"
+                print(f"Skipping {error}")
                 continue
             check_shapes(params, self.network, path)
             self._check_compatible(path, params)
@@ -469,19 +488,25 @@ class TrainingInterrupted(Exception):
                          f"saved {os.path.relpath(path)}")
 
 
-def train_resumable(data_dir, ckpt_dir, config, auto_resume=False, stop_after_step=None):
+def train_resumable(data_dir, ckpt_dir, config, auto_resume=False, stop_after_step=None, shard=(0, 1)):
     """Train to `config.num_epochs`, continuing exactly from `ckpt_dir` if `auto_resume`.
 
-    Returns the last checkpoint saved.
+    `shard` is (rank, number of workers) under msrun; see "Scaling out". Returns the last
+    checkpoint saved.
     """
-    steps_per_epoch = epoch_dataset(data_dir, config.seed, 0, config.steps_per_epoch).get_dataset_size()
+    rank, workers = shard
+    steps_per_epoch = epoch_dataset(data_dir, config.seed, 0, config.steps_per_epoch, shard=shard).get_dataset_size()
     ms.set_seed(config.seed)
     net = LeNet5()
     loss = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
     model = Model(net, loss, nn.Momentum(net.trainable_params(), config.lr, 0.9), metrics={"acc", "loss"})
+    if workers > 1:  # every worker saves its own copy; all continue from rank 0's, so they agree
+        ckpt_dir, source_dir = Path(ckpt_dir) / f"rank_{rank}", Path(ckpt_dir) / "rank_0"
+    else:
+        source_dir = ckpt_dir
     Path(ckpt_dir).mkdir(parents=True, exist_ok=True)
     saver = CheckpointSaver(model.train_network, ckpt_dir, config, steps_per_epoch)
-    saver.restore(auto_resume)
+    saver.restore(auto_resume, source_dir)
     if saver.step >= config.num_epochs * steps_per_epoch:
         print(f"Already trained for {config.num_epochs} epochs; nothing to do")
         return saver.last_saved
@@ -491,12 +516,12 @@ def train_resumable(data_dir, ckpt_dir, config, auto_resume=False, stop_after_st
         start = time.perf_counter()
         while saver.step < config.num_epochs * steps_per_epoch and not stopper.should_stop(saver.step):
             epoch, done = divmod(saver.step, steps_per_epoch)
-            model.train(epoch + 1, epoch_dataset(data_dir, config.seed, epoch, config.steps_per_epoch, done),
-                        callbacks=[saver, stopper], initial_epoch=epoch, dataset_sink_mode=False)
+            data = epoch_dataset(data_dir, config.seed, epoch, config.steps_per_epoch, done, shard)
+            model.train(epoch + 1, data, callbacks=[saver, stopper], initial_epoch=epoch, dataset_sink_mode=False)
             if saver.step % steps_per_epoch:
                 break  # stopped mid-epoch
             metrics = {}
-            if config.evaluate:
+            if config.evaluate and rank == 0:  # the test set is the same for every worker
                 metrics = {name: float(value) for name, value in
                            model.eval(create_dataset(data_dir, training=False)).items()}
                 saver.save_if_best(metrics["acc"], metrics["loss"])
@@ -544,15 +569,88 @@ def train_resumable(data_dir, ckpt_dir, config, auto_resume=False, stop_after_st
 # best_figure = infer(data_dir, demo_dir / "interrupted" / "lenet-best.ckpt")
 
 # %% [markdown]
+# ## Scaling out: data-parallel training with msrun
+#
+# On several devices, MindSpore trains data-parallel: every worker holds the whole model,
+# trains on its own part of each epoch, and the gradients are averaged across workers
+# (AllReduce) before every update, so all workers keep identical parameters. MindSpore's
+# launcher `msrun` starts the workers and tells each, through environment variables, how to
+# reach the others:
+#
+# ```sh
+# msrun --worker_num=2 --local_worker_num=2 --master_addr=127.0.0.1 --master_port=8118 #       main.py train --auto_resume
+# ```
+#
+# Under `msrun`, `train` joins the workers with `init()` and turns on `DATA_PARALLEL` with
+# `gradients_mean=True`; `MnistDataset` gives each worker its shard (`num_shards`,
+# `shard_id`). Each worker still takes batches of 32, so the global batch is 32 x workers, and
+# an epoch has 1/workers as many steps. Averaged gradients over a batch that many times larger
+# are smoother, not larger: keep the learning rate for a few workers, and for many, scale it
+# up with the number of workers (the "linear scaling rule") with a warm-up.
+#
+# Every worker saves its own checkpoints in `ckpt_dir/rank_<id>/`; they are identical, so each
+# is a complete model. To continue, every worker loads the newest intact checkpoint of
+# `rank_0/`, so they all start at the same step. Any one of them loads in a single process.
+
+# %%
+def init_data_parallel():
+    """Under msrun, join the other workers and average gradients across them.
+
+    Returns (rank, number of workers); (0, 1) in a single process.
+    """
+    if "MS_WORKER_NUM" not in os.environ:  # set by msrun
+        return 0, 1
+    init()
+    ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True)
+    return get_rank(), get_group_size()
+
+
+# %% [markdown]
+# ## Export for deployment
+#
+# A checkpoint needs the Python code of the network to be useful. For deployment, `ms.export`
+# writes the network and its weights as one file: MindIR, which MindSpore and MindSpore Lite
+# load without the Python class, or ONNX, for other runtimes such as ONNX Runtime. The input
+# shape is fixed when exporting: here a batch of 32 images of 1x32x32, normalised as in
+# `create_dataset`.
+
+# %%
+EXPORT_INPUT_SHAPE = (32, 1, 32, 32)
+
+
+def export_model(ckpt_file, file_format="MINDIR", file_name="lenet5"):
+    """Write LeNet5 with the weights in `ckpt_file` as a MINDIR or ONNX file; return its path."""
+    example = ms.Tensor(np.zeros(EXPORT_INPUT_SHAPE, np.float32))
+    ms.export(load_weights(ckpt_file), example, file_name=file_name, file_format=file_format)
+    path = Path(f"{file_name}.{file_format.lower()}")
+    print(f"Exported {os.path.relpath(ckpt_file)} to {path}, input shape {EXPORT_INPUT_SHAPE}")
+    return path
+
+
+# %% [markdown]
+# The exported MindIR loads with `ms.load` into a `GraphCell`, which runs it like any network.
+# Its predictions on the first test batch are those of the checkpoint:
+
+# %% active="ipynb"
+# mindir = export_model(resumed_checkpoint)
+# deployed = nn.GraphCell(ms.load(str(mindir)))
+# images = ms.Tensor(next(create_dataset(data_dir, training=False).create_dict_iterator(output_numpy=True))["image"])
+# from_mindir, from_ckpt = deployed(images).asnumpy(), load_weights(resumed_checkpoint)(images).asnumpy()
+# print("Same predictions:", (from_mindir.argmax(1) == from_ckpt.argmax(1)).all(),
+#       "; largest difference in the logits:", np.abs(from_mindir - from_ckpt).max())
+
+# %% [markdown]
 # ## Running the script
 #
 # `python main.py` runs the tutorial's steps above, in order. The commands `train`, `resume`,
-# `infer` and `list` run one step each; `python main.py COMMAND --help` describes its options.
+# `infer`, `list` and `export` run one step each; `python main.py COMMAND --help` describes its
+# options.
 #
 # ```sh
 # python main.py train --num_epochs 4 --save_steps 500 --auto_resume   # continue after any crash
 # python main.py infer --ckpt best
 # python main.py list
+# python main.py export --ckpt best --file_format ONNX
 # ```
 #
 # `--train_url` copies the outputs to a folder, or to object storage on ModelArts.
@@ -623,6 +721,14 @@ def parse_args(argv=None):
     commands.add_parser("list", parents=[common], help="list the checkpoints in --ckpt_dir",
                         description="List the checkpoints in --ckpt_dir: position, stored metrics, "
                                     "and whether each file is intact.")
+    export_cmd = commands.add_parser("export", parents=[common, ckpt], help="export for deployment",
+                                     description="Write LeNet5 with a checkpoint's weights as one "
+                                                 "MindIR or ONNX file, for inference on batches of "
+                                                 "32 images of 1x32x32.")
+    export_cmd.add_argument("--file_format", choices=("MINDIR", "ONNX"), default="MINDIR",
+                            help="file format (default: MINDIR)")
+    export_cmd.add_argument("--file_name", default="lenet5",
+                            help="path of the file to write, without its extension (default: lenet5)")
     args, unknown = parser.parse_known_args(argv)  # ModelArts adds arguments of its own
     if unknown:
         print("Ignoring unknown arguments:", *unknown)
@@ -655,6 +761,11 @@ def main(args):
         print(table(args.ckpt_dir))
         return []
     set_device(args.device_target)
+    shard = init_data_parallel()
+    if shard[1] > 1 and args.command != "train":
+        raise UsageError("under msrun, run the 'train' command; the others run in one process")
+    if args.command == "export":
+        return [export_model(resolve(args.ckpt, args.ckpt_dir), args.file_format, args.file_name)]
     data_dir = prepare_mnist(fetch_dir(args.data_url, "cache/data"))
     if args.command == "infer":
         return [save_figure(infer(data_dir, resolve(args.ckpt, args.ckpt_dir)))]
@@ -663,7 +774,7 @@ def main(args):
         config = TrainConfig(num_epochs=args.num_epochs, lr=args.lr, seed=args.seed,
                              steps_per_epoch=args.steps_per_epoch, save_steps=args.save_steps,
                              evaluate=args.evaluate, ckpt_format=args.ckpt_format)
-        train_resumable(data_dir, args.ckpt_dir, config, args.auto_resume)
+        train_resumable(data_dir, args.ckpt_dir, config, args.auto_resume, shard=shard)
         return all_checkpoints(args.ckpt_dir)
     if args.command == "resume":
         resumed = resume_train(data_dir, args.ckpt_dir, resolve(args.ckpt, args.ckpt_dir), args.num_epochs,

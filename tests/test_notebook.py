@@ -44,6 +44,7 @@ def test_notebook_runs_in_a_jupyter_kernel(project):
     assert "Checkpoint files of this run: lenet_1-3_1875.ckpt lenet_1-4_1875.ckpt lenet_1-graph.meta" in out
     assert "Network parameters not loaded: []" in out and "Optimizer parameters not loaded: []" in out
     assert "Stopped after step 450 as asked" in out and "Same parameters, bit for bit: True" in out
+    assert "to lenet5.mindir, input shape (32, 1, 32, 32)" in out and "Same predictions: True" in out
     assert re.search(r"Continuing from \S+/interrupted/lenet-2_150.ckpt: epoch 2, step 150", out)
     assert re.search(r"lenet-best.ckpt +2 +600 +0\.9\d{3}", out)
     figures = [cell for cell in code for output in cell.outputs if "image/png" in output.get("data", {})]

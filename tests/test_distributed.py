@@ -1,0 +1,121 @@
+"""Data-parallel training with 2 workers under msrun on 127.0.0.1: identical ranks, resuming, infer."""
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from checkpoint_files import RUN_INFO, read_checkpoint
+from conftest import ROOT, run_script
+
+TRAIN = ["train", "--num_epochs", "2", "--save_steps", "5", "--seed", "3", "--auto_resume"]
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_msrun(cwd, log_dir, *args):
+    """Start 2 workers under msrun, in a process group of their own so that all can be killed."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    command = ["msrun", "--worker_num=2", "--local_worker_num=2", "--master_addr=127.0.0.1",
+               f"--master_port={free_port()}", f"--log_dir={log_dir}", "--join=True",
+               str(ROOT / "main.py"), *args]
+    return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+
+
+def descendants(pid):
+    """All processes below `pid`: msrun starts each worker in a session of its own."""
+    parent_of = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent_of[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError):
+            continue
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parent_of.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def kill_all(process):
+    """kill -9 msrun and every process it started."""
+    for pid in [process.pid, *descendants(process.pid)]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    process.wait()
+
+
+def worker_logs(log_dir):
+    return [(Path(log_dir) / f"worker_{rank}.log").read_text() for rank in (0, 1)]
+
+
+def run_to_end(cwd, log_dir, *args):
+    process = start_msrun(cwd, log_dir, *args)
+    try:
+        out, _ = process.communicate(timeout=600)
+    finally:
+        kill_all(process)
+    assert process.returncode == 0, out + "".join(worker_logs(cwd / log_dir))
+    return worker_logs(cwd / log_dir)
+
+
+def network_parameters(path):
+    return {name: value.asnumpy() for name, value in read_checkpoint(path).items() if name not in RUN_INFO}
+
+
+def assert_same_parameters(path_a, path_b):
+    a, b = network_parameters(path_a), network_parameters(path_b)
+    assert a.keys() == b.keys()
+    assert not [name for name in a if not np.array_equal(a[name], b[name])], (path_a, path_b)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, small_mnist):
+    cwd = tmp_path_factory.mktemp("dp_reference")
+    run_to_end(cwd, "logs", *TRAIN, "--data_url", str(small_mnist))
+    return cwd / "ckpt"
+
+
+def test_two_workers_train_interrupt_resume_and_agree(tmp_path, small_mnist, uninterrupted):
+    args = [*TRAIN, "--data_url", str(small_mnist)]
+    process = start_msrun(tmp_path, "logs_1", *args)
+    try:
+        deadline = time.monotonic() + 300
+        while not (tmp_path / "ckpt" / "rank_0" / "lenet-1_5.ckpt").exists():
+            assert process.poll() is None, process.communicate()[0]
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    finally:
+        kill_all(process)  # kill -9 msrun and both workers
+    first_logs = worker_logs(tmp_path / "logs_1")
+    assert all("Starting a new run" in log for log in first_logs)
+
+    resumed_logs = run_to_end(tmp_path, "logs_2", *args)
+    starts = [re.search(r"Continuing from ckpt/rank_0/lenet-1_(\d+)\.ckpt: epoch 1, step (\d+)", log)
+              for log in resumed_logs]
+    assert all(starts) and starts[0].groups() == starts[1].groups()  # both ranks from the same step
+    assert int(starts[0][2]) >= 5
+
+    ckpt = tmp_path / "ckpt"
+    assert_same_parameters(ckpt / "rank_0" / "lenet-2_10.ckpt", ckpt / "rank_1" / "lenet-2_10.ckpt")
+    assert_same_parameters(ckpt / "rank_0" / "lenet-2_10.ckpt", uninterrupted / "rank_0" / "lenet-2_10.ckpt")
+    losses = [float(x) for log in (first_logs[0], resumed_logs[0])
+              for x in re.findall(r"epoch \d/2: .* loss (\d+\.\d+)", log)]
+    assert len(losses) == 2 and losses[1] < losses[0], losses
+
+    result = run_script(tmp_path, "infer", "--data_url", str(small_mnist), "--ckpt_dir", "ckpt/rank_1")
+    assert result.returncode == 0, result.stderr
+    assert "Saved images/prediction.png" in result.stdout
