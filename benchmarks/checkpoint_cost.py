@@ -11,16 +11,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import main  # noqa: E402  (sets the oneDNN cap before MindSpore loads)
-from mindspore.train import Callback, Model  # noqa: E402
-
-
-class StepTimer(Callback):
-    def __init__(self):
-        super().__init__()
-        self.ends = []
-
-    def on_train_step_end(self, run_context):
-        self.ends.append(time.perf_counter())
+from mindspore.train import Model  # noqa: E402
+from profile_step import timed_steps  # noqa: E402
 
 
 def median_ms(times):
@@ -33,9 +25,7 @@ def main_(repeats):
     net = main.LeNet5()
     loss = main.nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
     model = Model(net, loss, main.nn.Momentum(net.trainable_params(), 0.01, 0.9))
-    timer = StepTimer()
-    model.train(1, main.create_dataset(data_dir).take(repeats + 20), callbacks=[timer], dataset_sink_mode=False)
-    step = [b - a for a, b in zip(timer.ends[20:], timer.ends[21:])]  # after compilation and warm-up
+    step = timed_steps(model, main.create_dataset(data_dir).take(repeats + 20))
     rows = [("training step", median_ms(step))]
     with tempfile.TemporaryDirectory() as folder:
         for fmt in ("ckpt", "safetensors"):
