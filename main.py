@@ -774,8 +774,8 @@ def main(args):
         config = TrainConfig(num_epochs=args.num_epochs, lr=args.lr, seed=args.seed,
                              steps_per_epoch=args.steps_per_epoch, save_steps=args.save_steps,
                              evaluate=args.evaluate, ckpt_format=args.ckpt_format)
-        train_resumable(data_dir, args.ckpt_dir, config, args.auto_resume, shard=shard)
-        return all_checkpoints(args.ckpt_dir)
+        last = train_resumable(data_dir, args.ckpt_dir, config, args.auto_resume, shard=shard)
+        return all_checkpoints(last.parent) if shard[0] == 0 else []  # ranks hold the same model
     if args.command == "resume":
         resumed = resume_train(data_dir, args.ckpt_dir, resolve(args.ckpt, args.ckpt_dir), args.num_epochs,
                                args.lr, args.steps_per_epoch)

@@ -45,9 +45,17 @@ def trained(tmp_path_factory, small_mnist):
     cwd = tmp_path_factory.mktemp("trained")
     for fmt in ("ckpt", "safetensors"):
         result = run_script(cwd, "train", "--data_url", str(small_mnist), "--ckpt_dir", fmt,
-                            "--ckpt_format", fmt, "--num_epochs", "2", "--save_steps", "10")
+                            "--ckpt_format", fmt, "--num_epochs", "2", "--save_steps", "10",
+                            "--train_url", f"published_{fmt}")
         assert result.returncode == 0, result.stderr
     return cwd
+
+
+def test_train_url_receives_the_checkpoints(trained):
+    for fmt in ("ckpt", "safetensors"):
+        published = {p.name: p.read_bytes() for p in (trained / f"published_{fmt}").iterdir()}
+        assert published == {p.name: p.read_bytes() for p in (trained / fmt).glob(f"lenet-*.{fmt}")}
+        assert f"lenet-best.{fmt}" in published
 
 
 def test_list_shows_position_metrics_and_integrity(trained):
