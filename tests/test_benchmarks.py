@@ -14,7 +14,8 @@ def run(script, *args):
 
 
 def test_compare_pytorch_prints_the_table_and_saves_the_plot(tmp_path):
-    out = run("compare_pytorch.py", "--epochs", "2", "--steps_per_epoch", "5", "--plot", str(tmp_path / "b.png"))
+    out = run("compare_pytorch.py", "--repeats", "1", "--epochs", "2", "--steps_per_epoch", "5",
+              "--plot", str(tmp_path / "b.png"))
     for label in ("training epoch, s", "training steps per second", "evaluation over the test set",
                   "save one checkpoint", "load one checkpoint", "process start to first step",
                   "peak resident memory"):
