@@ -82,14 +82,20 @@ def resolve(ckpt, ckpt_dir, prefix="lenet"):
     return Path(ckpt)
 
 
-def fsync(path):
-    """Make a finished file, and its entry in its folder, durable before anyone relies on it."""
-    for target, flags in ((path, os.O_RDONLY), (Path(path).parent, os.O_RDONLY | os.O_DIRECTORY)):
-        fd = os.open(target, flags)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+def publish_durably(partial, path):
+    """Give the finished file `partial` the name `path`, its data and its new name both on disk
+    first, so that a crash at any moment leaves either the old state or the complete file."""
+    _fsync(partial)
+    os.replace(partial, path)
+    _fsync(Path(path).parent)
+
+
+def _fsync(path):
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if Path(path).is_dir() else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def table(ckpt_dir):

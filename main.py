@@ -69,8 +69,8 @@ from mindspore.communication import get_group_size, get_rank, init
 from mindspore.dataset import transforms, vision
 from mindspore.train import Callback, CheckpointConfig, LossMonitor, Model, ModelCheckpoint
 
-from checkpoint_files import (CheckpointError, all_checkpoints, check_shapes, fsync, read_checkpoint,
-                              regular_checkpoints, resolve, run_info, table)
+from checkpoint_files import (CheckpointError, all_checkpoints, check_shapes, publish_durably,
+                              read_checkpoint, regular_checkpoints, resolve, run_info, table)
 from cloud_storage import StorageError, check_reachable, fetch_dir, publish
 from mnist_data import SHIPPED_DIR, DataError, prepare_mnist
 from plotting import plot_predictions, show_if_interactive
@@ -396,9 +396,7 @@ class CheckpointSaver(Callback):
         partial = path.with_name(".saving-" + path.name)  # the real name only once complete and on disk
         ms.save_checkpoint(self.network, str(partial), append_dict=info, crc_check=True,
                            format=self.config.ckpt_format)
-        fsync(partial)
-        os.replace(partial, path)
-        fsync(path)
+        publish_durably(partial, path)
 
     def restore(self, auto_resume, source_dir=None):
         """Continue from the newest intact checkpoint in `source_dir` (default: our folder) if
@@ -578,7 +576,8 @@ def train_resumable(data_dir, ckpt_dir, config, auto_resume=False, stop_after_st
 # reach the others:
 #
 # ```sh
-# msrun --worker_num=2 --local_worker_num=2 --master_addr=127.0.0.1 --master_port=8118 #       main.py train --auto_resume
+# msrun --worker_num=2 --local_worker_num=2 --master_addr=127.0.0.1 --master_port=8118 \
+#       main.py train --auto_resume
 # ```
 #
 # Under `msrun`, `train` joins the workers with `init()` and turns on `DATA_PARALLEL` with
