@@ -2,6 +2,7 @@
 import logging
 import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import mindspore as ms
@@ -13,7 +14,17 @@ RUN_INFO = ("epoch_num", "step_num", "steps_per_epoch", "seed", "best_acc", "acc
 
 
 class CheckpointError(Exception):
-    """A checkpoint file that cannot be used: missing, damaged, or not for this network."""
+    """A checkpoint file that cannot be used or written: missing, damaged, not for this network."""
+
+
+@contextmanager
+def mindspore_log_silenced(level=logging.CRITICAL):
+    """Silence MindSpore's log up to `level`, where it would only repeat, vaguely, an error we report."""
+    logging.disable(level)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 def read_checkpoint(path):
@@ -24,14 +35,29 @@ def read_checkpoint(path):
     fmt = path.suffix.lstrip(".")
     if fmt not in FORMATS:
         raise CheckpointError(f"{path}: not a checkpoint (expected a .ckpt or .safetensors file)")
-    logging.disable(logging.CRITICAL)  # MindSpore logs its own, vaguer, message first
     try:
-        return ms.load_checkpoint(str(path), crc_check=True, format=fmt)
+        with mindspore_log_silenced():
+            return ms.load_checkpoint(str(path), crc_check=True, format=fmt)
     except (ValueError, RuntimeError, OSError, TypeError):
         raise CheckpointError(f"{path}: damaged or not a checkpoint (its format or CRC check failed); "
                               f"use another checkpoint file") from None
-    finally:
-        logging.disable(logging.NOTSET)
+
+
+def write_checkpoint(network, path, info, fmt="ckpt"):
+    """Save `network` and the numbers `info` to `path` with a CRC, so that the file appears under
+    its name only once complete and on disk. A failed save leaves no partial file behind."""
+    path = Path(path)
+    partial = path.with_name(".saving-" + path.name)
+    try:
+        with mindspore_log_silenced():
+            ms.save_checkpoint(network, str(partial), append_dict=info, crc_check=True, format=fmt)
+        publish_durably(partial, path)
+    except Exception as error:  # OSError, or safetensors' own error type for the same failures
+        for leftover in (partial, partial.with_suffix(".tmp")):  # ours, and MindSpore's temporary file
+            leftover.unlink(missing_ok=True)
+        reason = getattr(error, "strerror", None) or str(error)
+        raise CheckpointError(f"cannot save {path}: {reason}; free some space or choose another "
+                              f"--ckpt_dir (the checkpoints already there are kept)") from None
 
 
 def check_shapes(params, net, path):

@@ -32,12 +32,16 @@
 # ## Setup
 #
 # Pick the device here: `"Ascend"`, `"GPU"`, `"CPU"`, or `None` for the best one available
-# (in that order). The script takes `--device_target` instead.
+# (in that order). The script takes `--device_target` instead. `STEPS_PER_EPOCH = None` trains
+# on every batch; the environment variable `TUTORIAL_STEPS_PER_EPOCH` caps it, for quick test runs.
 
 # %% active="ipynb"
+# import os
+#
 # DEVICE_TARGET = None
 # DATA_DIR = "MNIST"
 # CKPT_DIR = "ckpt"
+# STEPS_PER_EPOCH = int(os.environ.get("TUTORIAL_STEPS_PER_EPOCH", 0)) or None
 
 # %% [markdown]
 # Two environment variables must be set before MindSpore is imported. `GLOG_v=2` keeps
@@ -52,6 +56,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,11 +74,14 @@ from mindspore.communication import get_group_size, get_rank, init
 from mindspore.dataset import transforms, vision
 from mindspore.train import Callback, CheckpointConfig, LossMonitor, Model, ModelCheckpoint
 
-from checkpoint_files import (CheckpointError, all_checkpoints, check_shapes, publish_durably,
-                              read_checkpoint, regular_checkpoints, resolve, run_info, table)
+from checkpoint_files import (CheckpointError, all_checkpoints, check_shapes, mindspore_log_silenced,
+                              read_checkpoint, regular_checkpoints, resolve, run_info, table,
+                              write_checkpoint)
 from cloud_storage import StorageError, check_reachable, fetch_dir, publish
 from mnist_data import SHIPPED_DIR, DataError, prepare_mnist
-from plotting import plot_predictions, show_if_interactive
+from monitoring import ProgressBar, TrainingHistory, progress_enabled
+from plotting import (plot_confusion_matrix, plot_misclassified, plot_predictions, plot_training_curves,
+                      show_if_interactive)
 
 BACKENDS = ("Ascend", "GPU", "CPU")
 
@@ -84,11 +92,8 @@ class UsageError(Exception):
 
 def set_device(device_target=None):
     """Run on `device_target`, or on the best backend available; return the backend's name."""
-    logging.disable(logging.WARNING)  # each probe of a missing backend logs a warning
-    try:
+    with mindspore_log_silenced(logging.WARNING):  # each probe of a missing backend logs a warning
         available = [b for b in BACKENDS if getattr(ms.device_context, b.lower()).is_available()]
-    finally:
-        logging.disable(logging.NOTSET)
     if device_target is None:
         device_target = available[0]
     elif device_target not in available:
@@ -127,7 +132,7 @@ def create_dataset(data_dir, training=True, batch_size=32, resize=(32, 32),
     dataset = dataset.map(input_columns=["image"], operations=[
         vision.Resize(resize), vision.Rescale(rescale, shift), vision.HWC2CHW()])
     dataset = dataset.map(input_columns=["label"], operations=transforms.TypeCast(ms.int32))
-    return dataset.shuffle(buffer_size=buffer_size).batch(batch_size, drop_remainder=True)
+    return dataset.shuffle(buffer_size=buffer_size).batch(batch_size, drop_remainder=training)
 
 
 # %% active="ipynb"
@@ -173,15 +178,21 @@ class LeNet5(nn.Cell):
 # stores a checksum, so that a damaged file is refused when loaded. A file is named
 # `<prefix>-<epoch>_<step in epoch>.ckpt`; `<prefix>-graph.meta` holds the compiled graph.
 #
+# `Model.fit` trains and, after each epoch, evaluates on the test set. `LossMonitor` prints the
+# loss and those test metrics once per epoch; `ProgressBar` shows each epoch as it runs, in a
+# terminal or in Jupyter; `TrainingHistory` records the loss of every step and the test metrics
+# of every epoch, for the training curves. (Those two live in `monitoring.py`.)
+#
 # `train` and `resume_train` below share `run_training`: the only differences are where the
 # weights come from and the learning rate.
 
 # %%
 def run_training(net, optimizer, data_dir, ckpt_dir, num_epochs, initial_epoch=0,
-                 steps_per_epoch=None):
-    """Train `net` for `num_epochs` more epochs, saving a checkpoint each epoch; evaluate.
+                 steps_per_epoch=None, history=None):
+    """Train `net` for `num_epochs` more epochs, saving a checkpoint and evaluating each epoch.
 
-    `steps_per_epoch` caps each epoch, for quick runs. Returns the last checkpoint written.
+    `steps_per_epoch` caps each epoch, for quick runs; `history`, a `TrainingHistory`, collects
+    the curves. Returns the last checkpoint written.
     """
     train_set = create_dataset(data_dir)
     if steps_per_epoch:
@@ -194,10 +205,12 @@ def run_training(net, optimizer, data_dir, ckpt_dir, num_epochs, initial_epoch=0
     loss = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
     model = Model(net, loss, optimizer, metrics={"acc", "loss"})
     sink = ms.get_current_device().device_target == "Ascend"
-    model.train(initial_epoch + num_epochs, train_set, dataset_sink_mode=sink,
-                callbacks=[checkpoint, LossMonitor(steps_per_epoch)], initial_epoch=initial_epoch)
-    metrics = model.eval(create_dataset(data_dir, training=False), dataset_sink_mode=sink)
-    print("Metrics:", {name: round(float(value), 4) for name, value in sorted(metrics.items())})
+    history = TrainingHistory() if history is None else history
+    model.fit(initial_epoch + num_epochs, train_set, create_dataset(data_dir, training=False),
+              callbacks=[ProgressBar(), checkpoint, LossMonitor(steps_per_epoch), history],
+              dataset_sink_mode=sink, valid_dataset_sink_mode=sink, initial_epoch=initial_epoch)
+    metrics = history.last_metrics()
+    print("Metrics:", {name: round(metrics[name], 4) for name in ("acc", "loss")})
     last = Path(checkpoint.latest_ckpt_file_name)
     print("Checkpoint files of this run:", *[f.name for f in run_files(last)])
     return last
@@ -209,15 +222,16 @@ def run_files(ckpt_file):
     return sorted(ckpt_file.parent.glob(f"{prefix}-*"))
 
 
-def train(data_dir, ckpt_dir, num_epochs=2, lr=0.01, steps_per_epoch=None):
+def train(data_dir, ckpt_dir, num_epochs=2, lr=0.01, steps_per_epoch=None, history=None):
     """Train a new LeNet5; return the last checkpoint written."""
     net = LeNet5()
     optimizer = nn.Momentum(net.trainable_params(), lr, 0.9)
-    return run_training(net, optimizer, data_dir, ckpt_dir, num_epochs, steps_per_epoch=steps_per_epoch)
+    return run_training(net, optimizer, data_dir, ckpt_dir, num_epochs, 0, steps_per_epoch, history)
 
 
 # %% active="ipynb"
-# last_checkpoint = train(data_dir, CKPT_DIR)
+# history = TrainingHistory()
+# last_checkpoint = train(data_dir, CKPT_DIR, steps_per_epoch=STEPS_PER_EPOCH, history=history)
 
 # %% [markdown]
 # What to look for: `LossMonitor` prints the loss once per epoch, and it should fall below
@@ -256,27 +270,39 @@ def load_training_state(net, optimizer, ckpt_file):
     return epoch
 
 
-def resume_train(data_dir, ckpt_dir, ckpt_file, num_epochs=2, lr=0.001, steps_per_epoch=None):
+def resume_train(data_dir, ckpt_dir, ckpt_file, num_epochs=2, lr=0.001, steps_per_epoch=None,
+                 history=None):
     """Continue training from `ckpt_file` with learning rate `lr`; return the last checkpoint."""
     net = LeNet5()
     optimizer = nn.Momentum(net.trainable_params(), lr, 0.9)
     epoch = load_training_state(net, optimizer, ckpt_file)
     optimizer.learning_rate.set_data(ms.Tensor(lr, ms.float32))
-    return run_training(net, optimizer, data_dir, ckpt_dir, num_epochs, epoch, steps_per_epoch)
+    return run_training(net, optimizer, data_dir, ckpt_dir, num_epochs, epoch, steps_per_epoch, history)
 
 
 # %% active="ipynb"
-# resumed_checkpoint = resume_train(data_dir, CKPT_DIR, last_checkpoint)
+# resumed_checkpoint = resume_train(data_dir, CKPT_DIR, last_checkpoint, steps_per_epoch=STEPS_PER_EPOCH,
+#                                   history=history)
 
 # %% [markdown]
 # What to look for: both lists of parameters not loaded are empty, the epochs are numbered 3
 # and 4, the loss starts where the first run stopped, and the accuracy is about 0.975.
+#
+# The training curves show both runs, recorded by `TrainingHistory` as they trained. The
+# resumed run picks up the loss where the first one stopped, and its smaller learning rate
+# gives it a little more accuracy:
+
+# %% active="ipynb"
+# curves = plot_training_curves(history.runs)
 
 # %% [markdown]
 # ## Inference
 #
 # For inference only the weights matter: load the checkpoint into a fresh LeNet5 and predict
-# the first batch of the test set. Blue titles are right, red ones wrong.
+# the whole test set. The tutorial's figure shows the first four images, blue titles right and
+# red ones wrong. The confusion matrix counts, for each true digit (row), what the model said
+# (column): the diagonal is right, and the rest shows which digits it confuses. Last, the
+# images it gets wrong, many of which a person would find hard too.
 
 # %%
 def load_weights(ckpt_file):
@@ -288,16 +314,28 @@ def load_weights(ckpt_file):
     return net
 
 
+def predict_test_set(net, data_dir):
+    """Images, labels and predicted labels of the whole test set, as NumPy arrays."""
+    model, images, labels, predictions = Model(net), [], [], []
+    for batch in create_dataset(data_dir, training=False).create_dict_iterator(output_numpy=True):
+        images.append(batch["image"])
+        labels.append(batch["label"])
+        predictions.append(model.predict(ms.Tensor(batch["image"])).asnumpy().argmax(axis=1))
+    return np.concatenate(images), np.concatenate(labels), np.concatenate(predictions)
+
+
 def infer(data_dir, ckpt_file):
-    """Predict the first test batch with the weights in `ckpt_file`; return the figure."""
-    net = load_weights(ckpt_file)
-    batch = next(create_dataset(data_dir, training=False).create_dict_iterator(output_numpy=True))
-    predictions = Model(net).predict(ms.Tensor(batch["image"])).asnumpy().argmax(axis=1)
-    return plot_predictions(batch["image"], batch["label"], predictions)
+    """Predict the test set with the weights in `ckpt_file`; return the figures by name."""
+    images, labels, predictions = predict_test_set(load_weights(ckpt_file), data_dir)
+    print(f"Test accuracy of {os.path.relpath(ckpt_file)}: {np.mean(predictions == labels):.4f} "
+          f"({np.count_nonzero(predictions != labels)} of {len(labels)} wrong)")
+    return {"prediction": plot_predictions(images, labels, predictions),
+            "confusion_matrix": plot_confusion_matrix(labels, predictions),
+            "misclassified": plot_misclassified(images, labels, predictions)}
 
 
 # %% active="ipynb"
-# figure = infer(data_dir, resumed_checkpoint)
+# figures = infer(data_dir, resumed_checkpoint)
 
 # %% [markdown]
 # ## Checkpoints you can trust
@@ -393,10 +431,7 @@ class CheckpointSaver(Callback):
     def _write(self, path, metrics):
         info = {"epoch_num": self.position()[0], "step_num": self.step, "seed": self.config.seed,
                 "steps_per_epoch": self.steps_per_epoch, "best_acc": self.best_acc, **metrics}
-        partial = path.with_name(".saving-" + path.name)  # the real name only once complete and on disk
-        ms.save_checkpoint(self.network, str(partial), append_dict=info, crc_check=True,
-                           format=self.config.ckpt_format)
-        publish_durably(partial, path)
+        write_checkpoint(self.network, path, info, self.config.ckpt_format)
 
     def restore(self, auto_resume, source_dir=None):
         """Continue from the newest intact checkpoint in `source_dir` (default: our folder) if
@@ -508,20 +543,21 @@ def train_resumable(data_dir, ckpt_dir, config, auto_resume=False, stop_after_st
     if saver.step >= config.num_epochs * steps_per_epoch:
         print(f"Already trained for {config.num_epochs} epochs; nothing to do")
         return saver.last_saved
-    stopper = StopOnSignal(lambda: saver.step, stop_after_step)
+    stopper, progress = StopOnSignal(lambda: saver.step, stop_after_step), ProgressBar(config.num_epochs)
     stopper.install()
     try:
         start = time.perf_counter()
         while saver.step < config.num_epochs * steps_per_epoch and not stopper.should_stop(saver.step):
             epoch, done = divmod(saver.step, steps_per_epoch)
             data = epoch_dataset(data_dir, config.seed, epoch, config.steps_per_epoch, done, shard)
-            model.train(epoch + 1, data, callbacks=[saver, stopper], initial_epoch=epoch, dataset_sink_mode=False)
+            model.train(epoch + 1, data, callbacks=[progress, saver, stopper], initial_epoch=epoch,
+                        dataset_sink_mode=False)
             if saver.step % steps_per_epoch:
                 break  # stopped mid-epoch
             metrics = {}
             if config.evaluate and rank == 0:  # the test set is the same for every worker
                 metrics = {name: float(value) for name, value in
-                           model.eval(create_dataset(data_dir, training=False)).items()}
+                           model.eval(create_dataset(data_dir, training=False), callbacks=progress).items()}
                 saver.save_if_best(metrics["acc"], metrics["loss"])
             saver.save(**metrics)
             print(f"epoch {epoch + 1}/{config.num_epochs}: {time.perf_counter() - start:.1f} s, "
@@ -564,7 +600,7 @@ def train_resumable(data_dir, ckpt_dir, config, auto_resume=False, stop_after_st
 # with it like any other checkpoint:
 
 # %% active="ipynb"
-# best_figure = infer(data_dir, demo_dir / "interrupted" / "lenet-best.ckpt")
+# best_figures = infer(data_dir, demo_dir / "interrupted" / "lenet-best.ckpt")
 
 # %% [markdown]
 # ## Scaling out: data-parallel training with msrun
@@ -669,6 +705,13 @@ def positive_float(text):
     return value
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """Reports a bad option in one line, like every other error, rather than with the usage text."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message}; see python {self.prog} --help\n")
+
+
 def parse_args(argv=None):
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data_url", default=str(SHIPPED_DIR),
@@ -681,6 +724,9 @@ def parse_args(argv=None):
                         help="backend to run on (default: the best available, in the order "
                              "Ascend, GPU, CPU)")
     common.add_argument("--ckpt_dir", default="ckpt", help="folder for the checkpoint files (default: ckpt)")
+    common.add_argument("--no_progress", action="store_true",
+                        help="no progress bars (default: bars on a terminal, none when output goes to a "
+                             "file or a pipe)")
     steps = argparse.ArgumentParser(add_help=False)
     steps.add_argument("--steps_per_epoch", type=positive_int, default=None, metavar="M",
                        help="train only the first M batches of each epoch, for a quick run "
@@ -690,7 +736,7 @@ def parse_args(argv=None):
                       help="checkpoint file, 'latest' (the newest in --ckpt_dir) or 'best' "
                            "(default: latest)")
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         parents=[common, steps],
         description="The MindSpore checkpoint tutorial on LeNet5 and MNIST. Without a command, "
                     "run it all: train, resume from a checkpoint, and predict.")
@@ -737,22 +783,32 @@ def parse_args(argv=None):
 def make_writable_dir(path, option):
     try:
         os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):  # write access, as the checkpoints will need it
+            pass
     except OSError as error:
-        raise UsageError(f"cannot create {option} {path}: {error.strerror}") from None
-    if not os.access(path, os.W_OK):
-        raise UsageError(f"{option} {path} is not writable; pass a folder you can write to")
+        raise UsageError(f"cannot write to {option} {path}: {error.strerror}; "
+                         f"pass a folder you can write to") from None
 
 
-def save_figure(figure):
-    path = Path("images/prediction.png")
-    path.parent.mkdir(exist_ok=True)
-    figure.savefig(path)
-    print("Saved", path)
-    return path
+def save_figures(figures):
+    """Save each figure as images/<name>.png; return the paths."""
+    paths = []
+    for name, figure in figures.items():
+        path = Path("images") / f"{name}.png"
+        try:
+            path.parent.mkdir(exist_ok=True)
+            figure.savefig(path)
+        except OSError as error:
+            raise UsageError(f"cannot save {path}: {error.strerror}; run from a folder you can write to") from None
+        print("Saved", path)
+        paths.append(path)
+    return paths
 
 
 def main(args):
     """Run the command in `args`; return the files to copy to --train_url."""
+    if args.no_progress:
+        os.environ["TQDM_DISABLE"] = "1"  # tqdm's own switch, which ProgressBar follows
     check_reachable(args.data_url, "--data_url")
     if args.train_url:
         check_reachable(args.train_url, "--train_url")
@@ -767,7 +823,7 @@ def main(args):
         return [export_model(resolve(args.ckpt, args.ckpt_dir), args.file_format, args.file_name)]
     data_dir = prepare_mnist(fetch_dir(args.data_url, "cache/data"))
     if args.command == "infer":
-        return [save_figure(infer(data_dir, resolve(args.ckpt, args.ckpt_dir)))]
+        return save_figures(infer(data_dir, resolve(args.ckpt, args.ckpt_dir)))
     make_writable_dir(args.ckpt_dir, "--ckpt_dir")
     if args.command == "train":
         config = TrainConfig(num_epochs=args.num_epochs, lr=args.lr, seed=args.seed,
@@ -779,9 +835,12 @@ def main(args):
         resumed = resume_train(data_dir, args.ckpt_dir, resolve(args.ckpt, args.ckpt_dir), args.num_epochs,
                                args.lr, args.steps_per_epoch)
         return run_files(resumed)
-    trained = train(data_dir, args.ckpt_dir, steps_per_epoch=args.steps_per_epoch)
-    resumed = resume_train(data_dir, args.ckpt_dir, trained, steps_per_epoch=args.steps_per_epoch)
-    return [*run_files(trained), *run_files(resumed), save_figure(infer(data_dir, resumed))]
+    history = TrainingHistory()
+    trained = train(data_dir, args.ckpt_dir, steps_per_epoch=args.steps_per_epoch, history=history)
+    resumed = resume_train(data_dir, args.ckpt_dir, trained, steps_per_epoch=args.steps_per_epoch,
+                           history=history)
+    figures = {"training_curves": plot_training_curves(history.runs), **infer(data_dir, resumed)}
+    return [*run_files(trained), *run_files(resumed), *save_figures(figures)]
 
 
 if __name__ == "__main__":
@@ -799,4 +858,8 @@ if __name__ == "__main__":
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
         sys.exit("Interrupted before training started; nothing was saved.")
+    except OSError as error:  # such as a full disk under the tutorial's ModelCheckpoint
+        where = f" ({error.filename})" if error.filename else ""
+        sys.exit(f"error: {error.strerror or error}{where}; check the disk and the folders given "
+                 f"(the files already saved are kept)")
     show_if_interactive()

@@ -1,17 +1,79 @@
-"""Figures for the tutorial."""
+"""Figures for the tutorial: predictions, training curves, confusion matrix, mistakes."""
 import matplotlib.pyplot as plt
 import numpy as np
+
+
+def _show_digits(axes, images, labels, predictions, title):
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax, image, label, prediction in zip(axes.flat, images, labels, predictions):
+        ax.imshow(np.squeeze(image), cmap="gray")
+        ax.set_title(title.format(prediction=prediction, truth=label),
+                     color="blue" if prediction == label else "red")
 
 
 def plot_predictions(images, labels, predictions, count=4):
     """A 2x2 grid of test images titled with prediction and truth: blue if right, red if wrong."""
     fig, axes = plt.subplots(2, count // 2, figsize=(6, 6))
-    for ax, image, label, prediction in zip(axes.flat, images, labels, predictions):
-        ax.imshow(np.squeeze(image), cmap="gray")
-        ax.set_title(f"prediction: {prediction}, truth: {label}",
-                     color="blue" if prediction == label else "red")
-        ax.set_xticks([])
-        ax.set_yticks([])
+    _show_digits(axes, images, labels, predictions, "prediction: {prediction}, truth: {truth}")
+    fig.tight_layout()
+    return fig
+
+
+def plot_misclassified(images, labels, predictions, rows=4, columns=8):
+    """A grid of the first test images the model gets wrong, with prediction and truth."""
+    wrong = np.flatnonzero(predictions != labels)[:rows * columns]
+    fig, axes = plt.subplots(rows, columns, figsize=(1.3 * columns, 1.5 * rows + 0.5))
+    _show_digits(axes, images[wrong], labels[wrong], predictions[wrong], "{prediction} (true {truth})")
+    for ax in axes.flat[len(wrong):]:
+        ax.axis("off")
+    fig.suptitle(f"{np.count_nonzero(predictions != labels)} of {len(labels)} test images wrong; "
+                 f"the first {len(wrong)}: prediction (truth)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion_matrix(labels, predictions, classes=10):
+    """Counts of each (truth, prediction) pair over the test set."""
+    counts = np.bincount(labels * classes + predictions, minlength=classes * classes).reshape(classes, classes)
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    shown = ax.imshow(counts, cmap="Blues", norm="log" if counts.max() > 100 else None)
+    fig.colorbar(shown, ax=ax, label="images")
+    for (truth, prediction), count in np.ndenumerate(counts):
+        if count:
+            ax.text(prediction, truth, count, ha="center", va="center", fontsize=7,
+                    color="white" if count > counts.max() / 10 else "black")
+    ax.set(xticks=range(classes), yticks=range(classes), xlabel="prediction", ylabel="truth",
+           title=f"Confusion matrix: accuracy {np.trace(counts) / counts.sum():.4f}")
+    fig.tight_layout()
+    return fig
+
+
+def plot_training_curves(runs, labels=("train", "resume_train")):
+    """Loss per step and test accuracy per epoch of runs in a row, with each resumption marked.
+
+    `runs` are records with `steps`, `losses`, `epochs` and `metrics` (see monitoring.TrainingHistory).
+    """
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [2, 1]})
+    for index, (run, label) in enumerate(zip(runs, labels)):
+        color = f"C{index}"
+        losses = np.asarray(run.losses)
+        window = max(1, len(losses) // 50)
+        loss_ax.plot(run.steps, losses, color=color, alpha=0.25, linewidth=0.5)
+        loss_ax.plot(run.steps[window - 1:], np.convolve(losses, np.ones(window) / window, "valid"),
+                     color=color, label=label)
+        acc_ax.plot(run.epochs, [m["acc"] for m in run.metrics], "o-", color=color, label=label)
+        if index:  # mark where this run took over from the checkpoint of the one before
+            loss_ax.axvline(run.steps[0] - 1, color="gray", linestyle="--")
+            loss_ax.annotate(" resumed", (run.steps[0] - 1, 0.97), xycoords=("data", "axes fraction"),
+                             va="top", color="gray")
+            acc_ax.axvline(run.epochs[0] - 1, color="gray", linestyle="--", label="resumed from checkpoint")
+    loss_ax.set(xlabel="step", ylabel="training loss", yscale="log", title="Loss per step (faint) and its running mean")
+    acc_ax.set(xlabel="epoch", ylabel="test accuracy", title="Test accuracy per epoch")
+    acc_ax.xaxis.get_major_locator().set_params(integer=True)
+    loss_ax.legend()
+    acc_ax.legend(loc="lower right")
     fig.tight_layout()
     return fig
 

@@ -1,0 +1,110 @@
+"""Watching training: progress bars, and a record of the loss and test metrics for the curves."""
+import os
+import sys
+from dataclasses import dataclass, field
+
+from mindspore.train import Callback
+from tqdm.auto import tqdm
+from tqdm.notebook import tqdm as notebook_tqdm
+
+IN_NOTEBOOK = issubclass(tqdm, notebook_tqdm)  # tqdm.auto picked its Jupyter widget
+
+
+def progress_enabled():
+    """Bars in Jupyter and in terminals; none in logs, or with TQDM_DISABLE=1 (--no_progress)."""
+    if os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true"):
+        return False
+    return IN_NOTEBOOK or sys.stderr.isatty()
+
+
+def loss_value(net_outputs):
+    """The loss as a float, from what the training network returned."""
+    loss = net_outputs[0] if isinstance(net_outputs, (tuple, list)) else net_outputs
+    return float(loss.asnumpy())
+
+
+class ProgressBar(Callback):
+    """One bar per training epoch (step, loss, steps/s, ETA) and one per evaluation."""
+
+    def __init__(self, num_epochs=None):
+        super().__init__()
+        self.num_epochs, self.bar, self.enabled = num_epochs, None, progress_enabled()
+
+    def _open(self, total, description):
+        if self.enabled:
+            self.bar = tqdm(total=total, desc=description, unit="step", dynamic_ncols=True)
+
+    def _advance(self, **postfix):
+        self.bar.update()
+        if postfix:
+            self.bar.set_postfix(postfix, refresh=False)
+        if self.bar.n >= self.bar.total:
+            self._close()  # now, so that the epoch's LossMonitor line starts on a line of its own
+
+    def _close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def on_train_epoch_begin(self, run_context):
+        params = run_context.original_args()
+        self._open(params.batch_num, f"epoch {params.cur_epoch_num}/{self.num_epochs or params.epoch_num}")
+
+    def on_train_step_end(self, run_context):
+        if self.bar is not None:
+            self._advance(loss=f"{loss_value(run_context.original_args().net_outputs):.4f}")
+
+    def on_eval_begin(self, run_context):
+        self._open(run_context.original_args().batch_num, "test")
+
+    def on_eval_step_end(self, run_context):
+        if self.bar is not None:
+            self._advance()
+
+    def on_train_epoch_end(self, run_context):
+        self._close()  # a stopped epoch ends early
+
+    on_eval_end = on_train_end = on_train_epoch_end
+
+
+@dataclass
+class RunRecord:
+    """One training run: the global step and loss of every step, and the test metrics per epoch."""
+    steps: list = field(default_factory=list)
+    losses: list = field(default_factory=list)
+    epochs: list = field(default_factory=list)
+    metrics: list = field(default_factory=list)
+
+
+class TrainingHistory(Callback):
+    """Records the loss of every step and the metrics `Model.fit` evaluates after each epoch.
+
+    Runs in a row, such as training and then resuming, each get a `RunRecord` in `runs`.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.runs, self.step_offset = [], 0
+
+    def on_train_begin(self, run_context):
+        self.runs.append(RunRecord())
+
+    def on_train_epoch_begin(self, run_context):
+        params = run_context.original_args()
+        # cur_step_num counts this run's steps only; the curves need steps since the first run began
+        self.step_offset = (params.cur_epoch_num - 1) * params.batch_num - params.cur_step_num
+
+    def on_train_step_end(self, run_context):
+        params = run_context.original_args()
+        self.runs[-1].steps.append(self.step_offset + params.cur_step_num)
+        self.runs[-1].losses.append(loss_value(params.net_outputs))
+
+    def on_train_epoch_end(self, run_context):
+        params = run_context.original_args()
+        metrics = params.get("metrics")
+        if metrics:
+            self.runs[-1].epochs.append(params.cur_epoch_num)
+            self.runs[-1].metrics.append({name: float(value) for name, value in metrics.items()})
+
+    def last_metrics(self):
+        return self.runs[-1].metrics[-1]
