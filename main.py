@@ -52,6 +52,7 @@
 
 # %%
 import argparse
+import errno
 import logging
 import os
 import signal
@@ -113,7 +114,8 @@ def set_device(device_target=None):
 #
 # The repository ships the four MNIST files, gzip-compressed, in `MNIST/`. `prepare_mnist`
 # decompresses them on first use into the layout `MnistDataset` reads (`train/` and `test/`),
-# checks each file's MD5, and refuses missing or damaged files before any training starts.
+# checks each file's MD5, and refuses missing or damaged files before any training starts. If
+# the files are not there, it downloads them from the public mirrors, checking the published MD5s.
 #
 # `create_dataset` is the tutorial's pipeline: resize the 28x28 images to 32x32, scale them to
 # zero mean and unit variance (MNIST's mean is 0.1307 and its standard deviation 0.3081),
@@ -136,7 +138,7 @@ def create_dataset(data_dir, training=True, batch_size=32, resize=(32, 32),
 
 
 # %% active="ipynb"
-# data_dir = prepare_mnist(DATA_DIR)
+# data_dir = prepare_mnist(DATA_DIR, progress=progress_enabled())
 # print("Steps per epoch:", create_dataset(data_dir).get_dataset_size())
 
 # %% [markdown]
@@ -821,7 +823,7 @@ def main(args):
         raise UsageError("under msrun, run the 'train' command; the others run in one process")
     if args.command == "export":
         return [export_model(resolve(args.ckpt, args.ckpt_dir), args.file_format, args.file_name)]
-    data_dir = prepare_mnist(fetch_dir(args.data_url, "cache/data"))
+    data_dir = prepare_mnist(fetch_dir(args.data_url, "cache/data"), progress=progress_enabled())
     if args.command == "infer":
         return save_figures(infer(data_dir, resolve(args.ckpt, args.ckpt_dir)))
     make_writable_dir(args.ckpt_dir, "--ckpt_dir")
@@ -860,6 +862,8 @@ if __name__ == "__main__":
         sys.exit("Interrupted before training started; nothing was saved.")
     except OSError as error:  # such as a full disk under the tutorial's ModelCheckpoint
         where = f" ({error.filename})" if error.filename else ""
-        sys.exit(f"error: {error.strerror or error}{where}; check the disk and the folders given "
+        fix = ("free some space or choose another --ckpt_dir" if error.errno == errno.ENOSPC
+               else "check the folders you passed")
+        sys.exit(f"error: {error.strerror or error}{where}, with --ckpt_dir {args.ckpt_dir}; {fix} "
                  f"(the files already saved are kept)")
     show_if_interactive()

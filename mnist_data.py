@@ -2,6 +2,7 @@
 import gzip
 import hashlib
 import os
+import re
 import struct
 from pathlib import Path
 
@@ -19,6 +20,21 @@ MNIST_FILES = {
     },
 }
 
+# MD5s of the .gz archives as published (the shipped ones were recompressed, so theirs differ)
+PUBLISHED_GZ_MD5 = {
+    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+
+# Public copies of the published archives, tried in this order; MNIST_MIRRORS replaces them
+MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
+
 IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049
 
 
@@ -26,27 +42,103 @@ class DataError(Exception):
     """The MNIST files are missing or not what MnistDataset expects."""
 
 
-def prepare_mnist(data_dir=SHIPPED_DIR):
+def prepare_mnist(data_dir=SHIPPED_DIR, progress=False, md5s=MNIST_FILES):
     """Make sure `data_dir` has train/ and test/ with valid IDX files; return it as a Path.
 
     A directory that already has that layout is used as it is. Otherwise the gzip files in it
-    (as shipped in MNIST/, or as published) are decompressed into that layout, checking the MD5
-    of each decompressed file.
+    (as shipped in MNIST/, or as published) are decompressed into that layout, checking each
+    decompressed file against `md5s` ({split: {IDX file name: MD5}}). A directory with no MNIST
+    file at all gets the copy shipped in MNIST/, or else a download (see `download_mnist`).
     """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         hint = "it is a file" if data_dir.exists() else "it does not exist"
         raise DataError(f"data directory {data_dir} cannot be used: {hint}; "
                         f"pass --data_url pointing at a folder with MNIST in it")
-    for split, files in MNIST_FILES.items():
+    if not os.access(data_dir, os.R_OK | os.X_OK):
+        raise DataError(f"data directory {data_dir} cannot be used: it is not readable (permission denied); "
+                        f"make it readable, or pass --data_url pointing at a copy you can read")
+    gz_dir = data_dir
+    if not any((data_dir / split / name).exists() or (data_dir / f"{name}.gz").exists()
+               for split, files in md5s.items() for name in files):
+        shipped = [SHIPPED_DIR / f"{name}.gz" for files in md5s.values() for name in files]
+        if data_dir.resolve() != SHIPPED_DIR and all(gz.is_file() for gz in shipped):
+            print(f"No MNIST files in {data_dir}: unpacking the copy shipped in {SHIPPED_DIR}")
+            gz_dir = SHIPPED_DIR
+        else:
+            download_mnist(data_dir, progress=progress)
+    for split, files in md5s.items():
         paths = []
         for name, md5 in files.items():
             path = data_dir / split / name
             if not path.exists():
-                _decompress(data_dir / f"{name}.gz", path, md5)
+                _decompress(gz_dir / f"{name}.gz", path, md5)
             paths.append(path)
         _check_split(*paths)
     return data_dir
+
+
+def download_mnist(data_dir, mirrors=None, gz_md5s=PUBLISHED_GZ_MD5, progress=False):
+    """Download the files named in `gz_md5s` into `data_dir`, checking their MD5s.
+
+    Each file is tried from each of `mirrors` (base URLs; default: $MNIST_MIRRORS, else MIRRORS)
+    in turn. A failure or interruption removes the files this call downloaded again.
+    """
+    data_dir = Path(data_dir).resolve()
+    mirrors = mirrors or os.environ.get("MNIST_MIRRORS", "").split() or MIRRORS
+    for mirror in mirrors:  # other schemes fail with OSErrors that read like a local disk problem
+        if not mirror.startswith(("http://", "https://")):
+            raise DataError(f"mirror {mirror} is not an http:// or https:// URL; check MNIST_MIRRORS")
+    absent = [data_dir / name for name in gz_md5s if not (data_dir / name).exists()]
+    try:
+        for name, md5 in gz_md5s.items():
+            reason = _download(name, md5, data_dir, mirrors, progress)
+            if reason:
+                raise DataError(f"cannot download {name} from any mirror (last: {reason}); without network, "
+                                f"copy the four MNIST .gz files ({', '.join(gz_md5s)}) into {data_dir}, "
+                                f"or set MNIST_MIRRORS")
+    except BaseException:
+        # some files but not all would stop the next run at "missing ..." instead of downloading
+        for path in absent:
+            path.unlink(missing_ok=True)
+        raise
+
+
+def _download(name, md5, data_dir, mirrors, progress):
+    """Fetch `name` from the first mirror that serves it intact; else return the last failure."""
+    import pooch  # imported here: only a download needs pooch and requests
+    import requests
+    pooch.get_logger().setLevel("WARNING")  # we print our own line per file
+    for i, mirror in enumerate(mirrors, 1):
+        print(f"Downloading {name} from {mirror}")
+        try:
+            # pooch writes to a temporary file and renames it only once the MD5 matches
+            pooch.retrieve(f"{mirror.rstrip('/')}/{name}", known_hash=f"md5:{md5}", fname=name,
+                           path=data_dir, progressbar=progress)
+            return None
+        except (requests.RequestException, ValueError) as exc:  # ValueError: wrong MD5
+            reason = _download_failure(exc)
+            if i < len(mirrors):
+                print(f"  {mirror} failed ({reason}); trying the next mirror")
+        except OSError as exc:  # data_dir not writable or full: no mirror can help
+            cause = exc.__cause__ or exc  # pooch re-raises a PermissionError with a long message
+            raise DataError(f"cannot write {data_dir / name}: {cause.strerror or cause}") from None
+    return reason
+
+
+def _download_failure(exc):
+    """A few words on why a download failed: requests' own messages are long and nested."""
+    if isinstance(exc, ValueError):
+        return "MD5 mismatch: damaged or different file" if "hash" in str(exc) else str(exc)
+    if getattr(exc, "response", None) is not None:
+        return f"HTTP {exc.response.status_code} {exc.response.reason}"
+    text = str(exc)
+    if "IncompleteRead" in text:
+        return "connection closed before the end of the file"
+    errno_text = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
+    if errno_text:
+        return errno_text.group(1).lower()
+    return "timed out" if "timed out" in text.lower() else type(exc).__name__
 
 
 def _decompress(source, target, md5):

@@ -55,7 +55,7 @@ def test_resuming_continues_the_epoch_numbering(cpu, tiny_mnist, tmp_path, capsy
 
 def test_infer_draws_four_titled_predictions(cpu, tiny_mnist, tmp_path):
     last = cpu.train(tiny_mnist, tmp_path / "ckpt", num_epochs=1)
-    figure = cpu.infer(tiny_mnist, last)
+    figure = cpu.infer(tiny_mnist, last)["prediction"]
     titles = [ax.get_title() for ax in figure.axes]
     assert len(titles) == 4 and all(re.fullmatch(r"prediction: \d, truth: \d", t) for t in titles)
     for ax in figure.axes:

@@ -1,0 +1,220 @@
+"""main.ipynb run top to bottom through JupyterLab's own UI, in headless Chromium.
+
+Screenshots, the server's log and the executed notebook are kept in test-artifacts/jupyterlab/.
+"""
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from conftest import ROOT
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():
+    pytest.skip(f"needs Chromium at {CHROMIUM}: apt-get install chromium", allow_module_level=True)
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="needs Playwright: pip install -r requirements-test.txt")
+
+# No sandbox because CI runs as root; the rest stops Chromium calling Google, which is refused here.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARTIFACTS = ROOT / "test-artifacts" / "jupyterlab"
+STEPS_PER_EPOCH = 50  # the kernel inherits TUTORIAL_STEPS_PER_EPOCH from the server
+RUN_TIMEOUT_S = 15 * 60
+
+# JupyterLab user settings: no news or update checks (network), and every cell attached to the
+# page, so that the checks and the tall screenshot see the whole notebook.
+LAB_SETTINGS = {
+    "@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
+    "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},
+}
+
+NOTEBOOK = ".jp-NotebookPanel:not(.lm-mod-hidden)"
+KERNEL_IDLE = f'{NOTEBOOK} .jp-Notebook-ExecutionIndicator[data-status="idle"]'
+STDOUT = f'{NOTEBOOK} .jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stdout"]'
+# JupyterLab shows an exception's traceback as stderr too.
+STDERR = f'{NOTEBOOK} .jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'
+FIGURES = f"{NOTEBOOK} .jp-OutputArea-output img"
+
+# True once Run All has finished: no cell queued or running, the kernel idle, and at least one
+# cell run (all prompts start empty, as the outputs were cleared).
+RUN_FINISHED = """() => {
+    const notebook = document.querySelector('%s');
+    const prompts = [...notebook.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')]
+        .map(prompt => prompt.textContent.trim());
+    const idle = notebook.querySelector('.jp-Notebook-ExecutionIndicator')?.dataset.status === 'idle';
+    return idle && !prompts.includes('[*]:') && prompts.some(prompt => /^\\[\\d+\\]:$/.test(prompt));
+}""" % NOTEBOOK
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def clear_outputs(path):
+    """Clear the committed outputs, so that everything the page shows comes from this run."""
+    notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    nbformat.write(notebook, path)
+
+
+def write_lab_settings(settings_dir):
+    for plugin, values in LAB_SETTINGS.items():
+        path = settings_dir / f"{plugin}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
+
+
+def wait_for_server(process, url, token, log, timeout=120):
+    deadline = time.monotonic() + timeout
+    request = urllib.request.Request(url + "api/status", headers={"Authorization": f"token {token}"})
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"JupyterLab exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(request, timeout=5):
+                return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"JupyterLab did not answer {url}api/status in {timeout} s:\n{log.read_text()}")
+
+
+def stop(process):
+    """Stop the server and everything in its process group; the server shuts its kernels down."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    except ProcessLookupError:
+        pass
+
+
+@pytest.fixture
+def notebook_dir(project):
+    """The project copy, with any top-level module the fixture does not list yet, and no outputs."""
+    for module in ROOT.glob("*.py"):
+        if not (project / module.name).exists():
+            shutil.copy2(module, project)
+    clear_outputs(project / "main.ipynb")
+    return project
+
+
+@pytest.fixture
+def jupyterlab(notebook_dir, tmp_path):
+    """A JupyterLab server on a free port with a random token; yields (base URL, token)."""
+    port, token = free_port(), secrets.token_hex(16)
+    home = tmp_path / "jupyter"
+    write_lab_settings(home / "settings")
+    # Own config and runtime folders keep the user's Jupyter setup out, and the server's files in.
+    env = dict(os.environ, TUTORIAL_STEPS_PER_EPOCH=str(STEPS_PER_EPOCH),
+               JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTER_RUNTIME_DIR=str(home / "runtime"))
+    command = [
+        sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root",
+        "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={notebook_dir}",
+        # Open main.ipynb as it is, not paired with main.py by Jupytext (in requirements-test.txt).
+        "--ServerApp.jpserver_extensions=jupyterlab_jupytext=False",
+        "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--LabApp.extension_manager=readonly",
+        f"--LabApp.user_settings_dir={home / 'settings'}", f"--LabApp.workspaces_dir={home / 'workspaces'}",
+    ]
+    log = tmp_path / "jupyterlab.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(command, cwd=notebook_dir, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_for_server(server, url, token, log)
+        yield url, token
+    finally:
+        stop(server)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(log, ARTIFACTS / "jupyterlab.log")
+
+
+@pytest.fixture
+def page():
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser.new_page(viewport={"width": 1400, "height": 1000})
+        finally:
+            browser.close()
+
+
+def menu(page, title, command):
+    """Pick the item that runs `command` from the menu `title` of the menu bar."""
+    page.get_by_role("menuitem", name=title, exact=True).click()
+    page.locator(f'.lm-Menu-item[data-command="{command}"]').click()
+
+
+def save_notebook(page, path):
+    """Save the notebook from the page, and keep a copy of the file."""
+    menu(page, "File", "docmanager:save")
+    page.locator(".lm-TabBar-tab.jp-mod-dirty").wait_for(state="detached")
+    shutil.copy(path, ARTIFACTS / "main.ipynb")
+
+
+def keep_screenshots(page):
+    """A screenshot of the whole notebook, and one of the window on the last figure; return their paths."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shots = []
+    if page.locator(FIGURES).count():
+        page.locator(FIGURES).last.scroll_into_view_if_needed()
+        shots.append(ARTIFACTS / "prediction.png")
+        page.screenshot(path=shots[-1])
+    # JupyterLab fills the window and scrolls inside it, so show the whole notebook in a tall window.
+    height = page.evaluate(f"document.querySelector('{NOTEBOOK} .jp-WindowedPanel-outer').scrollHeight")
+    page.set_viewport_size({"width": 1400, "height": min(height + 200, 16000)})
+    page.wait_for_timeout(1000)  # let it lay out and render again
+    shots.append(ARTIFACTS / "notebook.png")
+    page.screenshot(path=shots[-1], full_page=True)
+    for shot in shots:
+        print("Screenshot:", shot)
+    return shots
+
+
+def test_notebook_runs_in_jupyterlab(jupyterlab, notebook_dir, page):
+    url, token = jupyterlab
+    page.goto(f"{url}lab/tree/main.ipynb?token={token}")
+    page.locator(KERNEL_IDLE).wait_for(timeout=180_000)
+    started = time.monotonic()
+    menu(page, "Run", "notebook:run-all-cells")
+    try:
+        page.wait_for_function(RUN_FINISHED, timeout=RUN_TIMEOUT_S * 1000, polling=2000)
+        print(f"Run All took {time.monotonic() - started:.0f} s")
+        save_notebook(page, notebook_dir / "main.ipynb")
+    finally:
+        keep_screenshots(page)
+
+    prompts = page.locator(f"{NOTEBOOK} .jp-CodeCell .jp-InputArea-prompt").all_inner_texts()
+    assert [p.strip() for p in prompts] == [f"[{n}]:" for n in range(1, len(prompts) + 1)]
+    tracebacks = [text for text in page.locator(STDERR).all_inner_texts() if "Traceback" in text]
+    assert not tracebacks, tracebacks[0]
+    stdout = "\n".join(page.locator(STDOUT).all_inner_texts())
+    assert re.search(r"Metrics: \{'acc': (np\.float64\()?[0-9.]+", stdout), stdout
+    assert "Checkpoint files of this run:" in stdout
+    assert re.search(r"^file +epoch +global step +acc +loss", stdout, re.MULTILINE), stdout
+    assert re.search(r"^lenet-best\.ckpt +\d+ +\d+ +0\.\d+", stdout, re.MULTILINE), stdout
+    figures = page.locator(FIGURES)
+    assert figures.count() >= 1
+    for figure in figures.all():
+        assert figure.get_attribute("src").startswith("data:image/png;base64,")
+        assert figure.evaluate("img => img.complete && img.naturalWidth > 0 && img.naturalHeight > 0")
