@@ -33,29 +33,44 @@ ARTIFACTS = ROOT / "test-artifacts" / "jupyterlab"
 STEPS_PER_EPOCH = 50  # the kernel inherits TUTORIAL_STEPS_PER_EPOCH from the server
 RUN_TIMEOUT_S = 15 * 60
 
-# JupyterLab user settings: no news or update checks (network), and every cell attached to the
-# page, so that the checks and the tall screenshot see the whole notebook.
+# JupyterLab user settings: no news or update checks (network); every cell attached to the page,
+# so that the checks and the screenshot see the whole notebook, and no blank space after it.
 LAB_SETTINGS = {
     "@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
-    "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},
+    "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none", "scrollPastEnd": False},
 }
 
 NOTEBOOK = ".jp-NotebookPanel:not(.lm-mod-hidden)"
-KERNEL_IDLE = f'{NOTEBOOK} .jp-Notebook-ExecutionIndicator[data-status="idle"]'
 STDOUT = f'{NOTEBOOK} .jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stdout"]'
 # JupyterLab shows an exception's traceback as stderr too.
 STDERR = f'{NOTEBOOK} .jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'
 FIGURES = f"{NOTEBOOK} .jp-OutputArea-output img"
+PROMPTS = f"{NOTEBOOK} .jp-CodeCell .jp-InputArea-prompt"
 
-# True once Run All has finished: no cell queued or running, the kernel idle, and at least one
-# cell run (all prompts start empty, as the outputs were cleared).
+# The status bar's "Python 3 (ipykernel) | Idle". Not the notebook toolbar's indicator: that one
+# says idle before there is a kernel, and Run All then asks which kernel to start, or does nothing.
+KERNEL_READY = """() => [...document.querySelectorAll('.jp-StatusBar-TextItem')]
+    .some(item => /^(?!No Kernel).+ \\| Idle$/.test(item.textContent.trim()))"""
+# Prompts are empty before the run (the outputs were cleared), [*] while queued or running.
+RUN_STARTED = """() => [...document.querySelectorAll('%s')]
+    .some(prompt => prompt.textContent.trim() !== '[ ]:')""" % PROMPTS
+# Finished: the kernel idle and nothing queued; a cell that fails leaves the cells after it empty.
 RUN_FINISHED = """() => {
-    const notebook = document.querySelector('%s');
-    const prompts = [...notebook.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')]
-        .map(prompt => prompt.textContent.trim());
-    const idle = notebook.querySelector('.jp-Notebook-ExecutionIndicator')?.dataset.status === 'idle';
-    return idle && !prompts.includes('[*]:') && prompts.some(prompt => /^\\[\\d+\\]:$/.test(prompt));
+    const prompts = [...document.querySelectorAll('%s')].map(prompt => prompt.textContent.trim());
+    const status = document.querySelector('%s .jp-Notebook-ExecutionIndicator')?.dataset.status;
+    return status === 'idle' && !prompts.includes('[*]:');
+}""" % (PROMPTS, NOTEBOOK)
+# JupyterLab fills the window and scrolls the notebook inside it: how far it scrolls.
+NOTEBOOK_OVERFLOW = """() => {
+    const scroller = document.querySelector('%s .jp-WindowedPanel-outer');
+    return scroller.scrollHeight - scroller.clientHeight;
 }""" % NOTEBOOK
+WIDTH, HEIGHT, MAX_HEIGHT = 1400, 1000, 32000  # the window, in pixels
+
+
+def artifact(name):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS / name
 
 
 def free_port():
@@ -108,10 +123,7 @@ def stop(process):
 
 @pytest.fixture
 def notebook_dir(project):
-    """The project copy, with any top-level module the fixture does not list yet, and no outputs."""
-    for module in ROOT.glob("*.py"):
-        if not (project / module.name).exists():
-            shutil.copy2(module, project)
+    """The project copy, with the notebook's outputs cleared."""
     clear_outputs(project / "main.ipynb")
     return project
 
@@ -145,8 +157,7 @@ def jupyterlab(notebook_dir, tmp_path):
         yield url, token
     finally:
         stop(server)
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        shutil.copy(log, ARTIFACTS / "jupyterlab.log")
+        shutil.copy(log, artifact("jupyterlab.log"))
 
 
 @pytest.fixture
@@ -154,7 +165,7 @@ def page():
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         try:
-            yield browser.new_page(viewport={"width": 1400, "height": 1000})
+            yield browser.new_page(viewport={"width": WIDTH, "height": HEIGHT})
         finally:
             browser.close()
 
@@ -169,52 +180,64 @@ def save_notebook(page, path):
     """Save the notebook from the page, and keep a copy of the file."""
     menu(page, "File", "docmanager:save")
     page.locator(".lm-TabBar-tab.jp-mod-dirty").wait_for(state="detached")
-    shutil.copy(path, ARTIFACTS / "main.ipynb")
+    shutil.copy(path, artifact("main.ipynb"))
+
+
+def prediction_figure(page):
+    """The first figure of the first cell that runs infer(): the tutorial's prediction."""
+    cell = page.locator(f"{NOTEBOOK} .jp-CodeCell").filter(has_text="infer(").filter(has=page.locator("img"))
+    return cell.first.locator(".jp-OutputArea-output img").first
+
+
+def fit_window_to_notebook(page):
+    """Make the window tall enough to show the whole notebook, up to MAX_HEIGHT."""
+    # Cells lay themselves out again at each size, hence a few rounds.
+    for _ in range(5):
+        overflow, height = page.evaluate(NOTEBOOK_OVERFLOW), page.viewport_size["height"]
+        if overflow <= 0 or height >= MAX_HEIGHT:
+            return
+        page.set_viewport_size({"width": WIDTH, "height": min(height + overflow, MAX_HEIGHT)})
+        page.wait_for_timeout(1000)
 
 
 def keep_screenshots(page):
-    """A screenshot of the whole notebook, and one of the window on the last figure; return their paths."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shots = []
-    if page.locator(FIGURES).count():
-        page.locator(FIGURES).last.scroll_into_view_if_needed()
-        shots.append(ARTIFACTS / "prediction.png")
-        page.screenshot(path=shots[-1])
-    # JupyterLab fills the window and scrolls inside it, so show the whole notebook in a tall window.
-    height = page.evaluate(f"document.querySelector('{NOTEBOOK} .jp-WindowedPanel-outer').scrollHeight")
-    page.set_viewport_size({"width": 1400, "height": min(height + 200, 16000)})
-    page.wait_for_timeout(1000)  # let it lay out and render again
-    shots.append(ARTIFACTS / "notebook.png")
-    page.screenshot(path=shots[-1], full_page=True)
-    for shot in shots:
-        print("Screenshot:", shot)
-    return shots
+    """Screenshots of the window on the prediction figure, and of the whole notebook."""
+    if prediction_figure(page).count():
+        prediction_figure(page).evaluate("img => img.scrollIntoView({block: 'center'})")
+    page.screenshot(path=artifact("prediction.png"))
+    fit_window_to_notebook(page)
+    last_cell = page.locator(f"{NOTEBOOK} .jp-Cell").last.bounding_box()
+    height = page.viewport_size["height"]
+    if last_cell:  # no blank window below the notebook
+        height = min(height, last_cell["y"] + last_cell["height"] + 20)
+    page.screenshot(path=artifact("notebook.png"), clip={"x": 0, "y": 0, "width": WIDTH, "height": height})
+    print("Screenshots:", artifact("prediction.png"), artifact("notebook.png"))
 
 
 def test_notebook_runs_in_jupyterlab(jupyterlab, notebook_dir, page):
     url, token = jupyterlab
     page.goto(f"{url}lab/tree/main.ipynb?token={token}")
-    page.locator(KERNEL_IDLE).wait_for(timeout=180_000)
+    page.wait_for_function(KERNEL_READY, timeout=180_000)
     started = time.monotonic()
-    menu(page, "Run", "notebook:run-all-cells")
+    menu(page, "Run", "runmenu:run-all")
     try:
+        page.wait_for_function(RUN_STARTED, timeout=60_000)
         page.wait_for_function(RUN_FINISHED, timeout=RUN_TIMEOUT_S * 1000, polling=2000)
         print(f"Run All took {time.monotonic() - started:.0f} s")
         save_notebook(page, notebook_dir / "main.ipynb")
     finally:
         keep_screenshots(page)
 
-    prompts = page.locator(f"{NOTEBOOK} .jp-CodeCell .jp-InputArea-prompt").all_inner_texts()
-    assert [p.strip() for p in prompts] == [f"[{n}]:" for n in range(1, len(prompts) + 1)]
     tracebacks = [text for text in page.locator(STDERR).all_inner_texts() if "Traceback" in text]
     assert not tracebacks, tracebacks[0]
+    prompts = [prompt.strip() for prompt in page.locator(PROMPTS).all_inner_texts()]
+    assert prompts == [f"[{n}]:" for n in range(1, len(prompts) + 1)], "every cell run once, in order"
     stdout = "\n".join(page.locator(STDOUT).all_inner_texts())
     assert re.search(r"Metrics: \{'acc': (np\.float64\()?[0-9.]+", stdout), stdout
     assert "Checkpoint files of this run:" in stdout
     assert re.search(r"^file +epoch +global step +acc +loss", stdout, re.MULTILINE), stdout
     assert re.search(r"^lenet-best\.ckpt +\d+ +\d+ +0\.\d+", stdout, re.MULTILINE), stdout
-    figures = page.locator(FIGURES)
-    assert figures.count() >= 1
-    for figure in figures.all():
+    assert prediction_figure(page).count(), "no figure in the output of infer()"
+    for figure in page.locator(FIGURES).all():
         assert figure.get_attribute("src").startswith("data:image/png;base64,")
         assert figure.evaluate("img => img.complete && img.naturalWidth > 0 && img.naturalHeight > 0")
