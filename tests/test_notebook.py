@@ -29,7 +29,9 @@ def text_of(cell):
     return "".join(output.get("text", "") for output in cell.outputs if output.output_type == "stream")
 
 
-def test_notebook_runs_in_a_jupyter_kernel(project):
+def test_notebook_runs_in_a_jupyter_kernel(project, monkeypatch):
+    # 300 of the 1875 steps per epoch: test_script.py checks the accuracy of the full tutorial
+    monkeypatch.setenv("TUTORIAL_STEPS_PER_EPOCH", "300")
     notebook = nbformat.read(project / "main.ipynb", as_version=4)
     NotebookClient(notebook, timeout=1200, kernel_name="python3",
                    resources={"metadata": {"path": str(project)}}).execute()
@@ -38,10 +40,10 @@ def test_notebook_runs_in_a_jupyter_kernel(project):
     out = "".join(text_of(cell) for cell in code)
     assert "Device: CPU" in out and "Steps per epoch: 1875" in out
     first, resumed = [float(a) for a in re.findall(r"Metrics: \{'acc': ([0-9.]+)", out)]
-    assert first >= 0.97 and resumed >= 0.975, out
-    assert re.findall(r"epoch: (\d+) step: 1875", out) == ["1", "2", "3", "4"]
-    assert "Checkpoint files of this run: lenet-1_1875.ckpt lenet-2_1875.ckpt lenet-graph.meta" in out
-    assert "Checkpoint files of this run: lenet_1-3_1875.ckpt lenet_1-4_1875.ckpt lenet_1-graph.meta" in out
+    assert first >= 0.9 and resumed >= 0.9, out
+    assert re.findall(r"epoch: (\d+) step: 300", out) == ["1", "2", "3", "4"]
+    assert "Checkpoint files of this run: lenet-1_300.ckpt lenet-2_300.ckpt lenet-graph.meta" in out
+    assert "Checkpoint files of this run: lenet_1-3_300.ckpt lenet_1-4_300.ckpt lenet_1-graph.meta" in out
     assert "Network parameters not loaded: []" in out and "Optimizer parameters not loaded: []" in out
     assert "Stopped after step 450 as asked" in out and "Same parameters, bit for bit: True" in out
     assert "to lenet5.mindir, input shape (32, 1, 32, 32)" in out and "Same predictions: True" in out
