@@ -139,3 +139,14 @@ def test_a_full_disk_while_saving_keeps_the_saved_checkpoints(cwd, mount_tmpfs, 
     assert result.returncode == 0, result.stderr
     assert re.search(r"Continuing from \S*disk/ckpt/lenet-1_5.ckpt: epoch 1, step 5", result.stdout)
     assert "lenet-3_5.ckpt" in os.listdir(ckpt_dir)
+
+
+def test_a_full_disk_in_the_tutorials_own_steps_gives_one_line(cwd, mount_tmpfs, small_mnist):
+    """There MindSpore's ModelCheckpoint saves; its error ends the run the same way."""
+    small_disk = mount_tmpfs("size=700k")  # the first checkpoint and the graph fit, the second does not
+    result = run_script(cwd, "--data_url", str(small_mnist), "--ckpt_dir", str(small_disk),
+                        "--steps_per_epoch", "5")
+    assert result.returncode == 1
+    assert error_lines(result) == [f"error: No space left on device, with --ckpt_dir {small_disk}; free some "
+                                   f"space or choose another --ckpt_dir (the files already saved are kept)"]
+    assert read_checkpoint(small_disk / "lenet-1_5.ckpt")
