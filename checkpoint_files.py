@@ -56,8 +56,9 @@ def write_checkpoint(network, path, info, fmt="ckpt"):
         for leftover in (partial, partial.with_suffix(".tmp")):  # ours, and MindSpore's temporary file
             leftover.unlink(missing_ok=True)
         reason = getattr(error, "strerror", None) or str(error)
-        raise CheckpointError(f"cannot save {path}: {reason}; free some space or choose another "
-                              f"--ckpt_dir (the checkpoints already there are kept)") from None
+        fix = "free some space or choose" if "No space left" in str(error) else "check or choose"
+        raise CheckpointError(f"cannot save {path}: {reason}; {fix} another --ckpt_dir "
+                              f"(the checkpoints already there are kept)") from None
 
 
 def check_shapes(params, net, path):
