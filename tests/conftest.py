@@ -1,5 +1,6 @@
 """Shared fixtures: tiny IDX files, and a scratch copy of the project to run the script in."""
 import shutil
+import socket
 import struct
 import subprocess
 import sys
@@ -65,6 +66,13 @@ def project(tmp_path):
     for gz in (ROOT / "MNIST").glob("*.gz"):
         (copy / "MNIST" / gz.name).symlink_to(gz)
     return copy
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def script_command(*args):

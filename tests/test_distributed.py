@@ -2,7 +2,6 @@
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,15 +11,11 @@ import numpy as np
 import pytest
 
 from checkpoint_files import RUN_INFO, read_checkpoint
-from conftest import ROOT, run_script
+from conftest import ROOT, free_port, run_script
 
 TRAIN = ["train", "--num_epochs", "2", "--save_steps", "5", "--seed", "3", "--auto_resume"]
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_msrun(cwd, log_dir, *args):

@@ -7,7 +7,6 @@ import hashlib
 import http.server
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -15,7 +14,7 @@ import threading
 import numpy as np
 import pytest
 
-from conftest import ROOT, write_idx
+from conftest import ROOT, free_port, write_idx
 from mnist_data import MNIST_FILES, DataError, download_mnist, prepare_mnist
 
 GZ_NAMES = [f"{name}.gz" for files in MNIST_FILES.values() for name in files]
@@ -77,10 +76,7 @@ def server(tiny_gz):
 @pytest.fixture
 def dead_mirror():
     """A base URL on a port nothing listens on."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/mnist/"
+    return f"http://127.0.0.1:{free_port()}/mnist/"
 
 
 def assert_complete(data_dir, tiny_gz):
