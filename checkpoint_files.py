@@ -1,4 +1,5 @@
 """Checkpoint files on disk: finding them, reading them with integrity checks, and listing them."""
+import errno
 import logging
 import os
 import re
@@ -43,6 +44,11 @@ def read_checkpoint(path):
                               f"use another checkpoint file") from None
 
 
+def disk_full(error):
+    """Whether `error` reports a full disk: by an OSError's errno, or by safetensors' message."""
+    return getattr(error, "errno", None) == errno.ENOSPC or "No space left" in str(error)
+
+
 def write_checkpoint(network, path, info, fmt="ckpt"):
     """Save `network` and the numbers `info` to `path` with a CRC, so that the file appears under
     its name only once complete and on disk. A failed save leaves no partial file behind."""
@@ -56,7 +62,7 @@ def write_checkpoint(network, path, info, fmt="ckpt"):
         for leftover in (partial, partial.with_suffix(".tmp")):  # ours, and MindSpore's temporary file
             leftover.unlink(missing_ok=True)
         reason = getattr(error, "strerror", None) or str(error)
-        fix = "free some space or choose" if "No space left" in str(error) else "check or choose"
+        fix = "free some space or choose" if disk_full(error) else "check or choose"
         raise CheckpointError(f"cannot save {path}: {reason}; {fix} another --ckpt_dir "
                               f"(the checkpoints already there are kept)") from None
 

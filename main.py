@@ -52,7 +52,6 @@
 
 # %%
 import argparse
-import errno
 import logging
 import os
 import signal
@@ -75,9 +74,9 @@ from mindspore.communication import get_group_size, get_rank, init
 from mindspore.dataset import transforms, vision
 from mindspore.train import Callback, CheckpointConfig, LossMonitor, Model, ModelCheckpoint
 
-from checkpoint_files import (CheckpointError, all_checkpoints, check_shapes, mindspore_log_silenced,
-                              read_checkpoint, regular_checkpoints, resolve, run_info, table,
-                              write_checkpoint)
+from checkpoint_files import (CheckpointError, all_checkpoints, check_shapes, disk_full,
+                              mindspore_log_silenced, read_checkpoint, regular_checkpoints, resolve,
+                              run_info, table, write_checkpoint)
 from cloud_storage import StorageError, check_reachable, fetch_dir, publish
 from mnist_data import SHIPPED_DIR, DataError, prepare_mnist
 from monitoring import ProgressBar, TrainingHistory, progress_enabled
@@ -862,8 +861,7 @@ if __name__ == "__main__":
         sys.exit("Interrupted before training started; nothing was saved.")
     except OSError as error:  # such as a full disk under the tutorial's ModelCheckpoint
         where = f" ({error.filename})" if error.filename else ""
-        fix = ("free some space or choose another --ckpt_dir" if error.errno == errno.ENOSPC
-               else "check the folders you passed")
+        fix = "free some space or choose another --ckpt_dir" if disk_full(error) else "check the folders you passed"
         sys.exit(f"error: {error.strerror or error}{where}, with --ckpt_dir {args.ckpt_dir}; {fix} "
                  f"(the files already saved are kept)")
     show_if_interactive()
