@@ -98,21 +98,33 @@ def all_checkpoints(ckpt_dir):
     return sorted(paths, key=lambda p: (p.stat().st_mtime, p.name), reverse=True)
 
 
-def resolve(ckpt, ckpt_dir, prefix="lenet"):
-    """Turn --ckpt (a path, 'latest' or 'best') into a file path."""
+def resolve(ckpt, ckpt_dir, net=None, prefix="lenet"):
+    """Turn --ckpt (a path, 'latest' or 'best') into a file path; with `net`, check that the file
+    is an intact checkpoint that fits it."""
     if ckpt == "best":
-        for fmt in FORMATS:
-            if (Path(ckpt_dir) / f"{prefix}-best.{fmt}").exists():
-                return Path(ckpt_dir) / f"{prefix}-best.{fmt}"
-        raise CheckpointError(f"no {prefix}-best checkpoint in {ckpt_dir}: train with evaluation "
-                              f"on (the default) to keep one")
-    if ckpt == "latest":
+        found = [Path(ckpt_dir) / f"{prefix}-best.{fmt}" for fmt in FORMATS]
+        found = [path for path in found if path.exists()]
+        if not found:
+            raise CheckpointError(f"no {prefix}-best checkpoint in {ckpt_dir}: train with evaluation "
+                                  f"on (the default) to keep one")
+        path = found[0]
+    elif ckpt == "latest":
         latest = [p for p in all_checkpoints(ckpt_dir) if "-best." not in p.name]
         if not latest:
             raise CheckpointError(f"no checkpoint in {ckpt_dir} yet: run 'python main.py train' "
                                   f"first, or pass --ckpt_dir")
-        return latest[0]
-    return Path(ckpt)
+        path = latest[0]
+    else:
+        path = Path(ckpt)
+    if net is not None:
+        check_shapes(read_checkpoint(path), net, path)
+    return path
+
+
+def run_files(ckpt_file):
+    """The files of the run that wrote `ckpt_file`: those that share its prefix."""
+    ckpt_file = Path(ckpt_file)
+    return sorted(ckpt_file.parent.glob(f"{ckpt_file.name.rsplit('-', 1)[0]}-*"))
 
 
 def publish_durably(partial, path):

@@ -1,7 +1,6 @@
-"""Watching training: progress bars, and a record of the loss and test metrics for the curves."""
+"""Watching training: progress bars for the epochs and evaluations, in a terminal or in Jupyter."""
 import os
 import sys
-from dataclasses import dataclass, field
 
 from mindspore.train import Callback
 from tqdm.auto import tqdm
@@ -32,7 +31,13 @@ class ProgressBar(Callback):
         self.num_epochs, self.bar, self.enabled = num_epochs, None, progress_enabled()
 
     def _open(self, total, description):
-        if self.enabled:
+        if not self.enabled:
+            return
+        if IN_NOTEBOOK:
+            from IPython.display import display
+            self.bar = tqdm(total=total, desc=description, unit="step", display=False)
+            self.display = display(self.bar.container, display_id=True)
+        else:
             self.bar = tqdm(total=total, desc=description, unit="step", dynamic_ncols=True)
 
     def _advance(self, **postfix):
@@ -45,6 +50,8 @@ class ProgressBar(Callback):
     def _close(self):
         if self.bar is not None:
             self.bar.close()
+            if IN_NOTEBOOK:  # the widget's text version, which a viewer without widgets shows, was
+                self.display.update(self.bar.container)  # drawn at 0%: draw it again, finished
             self.bar = None
 
     def on_train_epoch_begin(self, run_context):
@@ -66,46 +73,3 @@ class ProgressBar(Callback):
         self._close()  # a stopped epoch ends early
 
     on_eval_end = on_train_end = on_train_epoch_end
-
-
-@dataclass
-class RunRecord:
-    """One training run: the global step and loss of every step, and the test metrics per epoch."""
-    steps: list = field(default_factory=list)
-    losses: list = field(default_factory=list)
-    epochs: list = field(default_factory=list)
-    metrics: list = field(default_factory=list)
-
-
-class TrainingHistory(Callback):
-    """Records the loss of every step and the metrics `Model.fit` evaluates after each epoch.
-
-    Runs in a row, such as training and then resuming, each get a `RunRecord` in `runs`.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.runs, self.step_offset = [], 0
-
-    def on_train_begin(self, run_context):
-        self.runs.append(RunRecord())
-
-    def on_train_epoch_begin(self, run_context):
-        params = run_context.original_args()
-        # cur_step_num counts this run's steps only; the curves need steps since the first run began
-        self.step_offset = (params.cur_epoch_num - 1) * params.batch_num - params.cur_step_num
-
-    def on_train_step_end(self, run_context):
-        params = run_context.original_args()
-        self.runs[-1].steps.append(self.step_offset + params.cur_step_num)
-        self.runs[-1].losses.append(loss_value(params.net_outputs))
-
-    def on_train_epoch_end(self, run_context):
-        params = run_context.original_args()
-        metrics = params.get("metrics")
-        if metrics:
-            self.runs[-1].epochs.append(params.cur_epoch_num)
-            self.runs[-1].metrics.append({name: float(value) for name, value in metrics.items()})
-
-    def last_metrics(self):
-        return self.runs[-1].metrics[-1]

@@ -50,29 +50,26 @@ def plot_confusion_matrix(labels, predictions, classes=10):
     return fig
 
 
-def plot_training_curves(runs, labels=("train", "resume_train")):
-    """Loss per step and test accuracy per epoch of runs in a row, with each resumption marked.
-
-    `runs` are records with `steps`, `losses`, `epochs` and `metrics` (see monitoring.TrainingHistory).
-    """
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [2, 1]})
-    for index, (run, label) in enumerate(zip(runs, labels)):
+def plot_training_curves(histories, labels=("train", "resume_train")):
+    """Loss and test accuracy per epoch of runs in a row, from their `History` callbacks, with
+    each resumption marked."""
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    for index, (history, label) in enumerate(zip(histories, labels)):
+        epochs, record = history.epoch["epoch"], history.history
         color = f"C{index}"
-        losses = np.asarray(run.losses)
-        window = max(1, len(losses) // 50)
-        loss_ax.plot(run.steps, losses, color=color, alpha=0.25, linewidth=0.5)
-        loss_ax.plot(run.steps[window - 1:], np.convolve(losses, np.ones(window) / window, "valid"),
-                     color=color, label=label)
-        acc_ax.plot(run.epochs, [m["acc"] for m in run.metrics], "o-", color=color, label=label)
+        loss_ax.plot(epochs, [float(v) for v in record["net_output"]], "o--", color=color,
+                     label=f"{label}: last training step")
+        loss_ax.plot(epochs, [float(v) for v in record["loss"]], "o-", color=color, label=f"{label}: test set")
+        acc_ax.plot(epochs, [float(v) for v in record["acc"]], "o-", color=color, label=label)
         if index:  # mark where this run took over from the checkpoint of the one before
-            loss_ax.axvline(run.steps[0] - 1, color="gray", linestyle="--")
-            loss_ax.annotate(" resumed", (run.steps[0] - 1, 0.97), xycoords=("data", "axes fraction"),
-                             va="top", color="gray")
-            acc_ax.axvline(run.epochs[0] - 1, color="gray", linestyle="--", label="resumed from checkpoint")
-    loss_ax.set(xlabel="step", ylabel="training loss", yscale="log", title="Loss per step (faint) and its running mean")
-    acc_ax.set(xlabel="epoch", ylabel="test accuracy", title="Test accuracy per epoch")
-    acc_ax.xaxis.get_major_locator().set_params(integer=True)
-    loss_ax.legend()
+            for ax in (loss_ax, acc_ax):
+                ax.axvline(epochs[0] - 0.5, color="gray", linestyle=":")
+            acc_ax.annotate(" resumed", (epochs[0] - 0.5, 0.03), xycoords=("data", "axes fraction"), color="gray")
+    loss_ax.set(xlabel="epoch", ylabel="loss", yscale="log", title="Loss at the end of each epoch")
+    acc_ax.set(xlabel="epoch", ylabel="test accuracy", title="Test accuracy after each epoch")
+    for ax in (loss_ax, acc_ax):
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    loss_ax.legend(fontsize=8)
     acc_ax.legend(loc="lower right")
     fig.tight_layout()
     return fig

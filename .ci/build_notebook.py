@@ -1,0 +1,54 @@
+"""Make main.ipynb from main.py and fill it with the outputs of a real run, ready to commit.
+
+    .venv/bin/python .ci/build_notebook.py
+
+jupytext writes the cells; a Jupyter kernel runs them in a scratch copy of the project (so that
+the run's checkpoints and figures stay out of the repository); then the outputs are made
+readable without widgets: each progress bar keeps the text of its finished state, and the
+widgets' views and state, which GitHub cannot show, are left out.
+"""
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import jupytext
+import nbformat
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT_FILES = ["main.py", "mnist_data.py", "checkpoint_files.py", "cloud_storage.py", "monitoring.py",
+                 "plotting.py", "resumable.py", "cli.py"]
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def without_widgets(notebook):
+    """Drop widget views from the outputs, and the widget state from the metadata."""
+    notebook.metadata.pop("widgets", None)
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            output.get("data", {}).pop(WIDGET_VIEW, None)
+        cell["outputs"] = [o for o in cell.get("outputs", []) if o.get("data", True)]
+    return notebook
+
+
+def build(target=ROOT / "main.ipynb", timeout=3600):
+    notebook = jupytext.read(ROOT / "main.py")
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        for name in PROJECT_FILES:
+            shutil.copy2(ROOT / name, scratch / name)
+        (scratch / "MNIST").mkdir()
+        for gz in (ROOT / "MNIST").glob("*.gz"):
+            (scratch / "MNIST" / gz.name).symlink_to(gz)
+        NotebookClient(notebook, timeout=timeout, kernel_name="python3", store_widget_state=False,
+                       resources={"metadata": {"path": str(scratch)}}).execute()
+        text = nbformat.writes(without_widgets(notebook))
+        if str(scratch) in text:
+            sys.exit(f"the outputs name the scratch folder {scratch}: print relative paths")
+    target.write_text(text)
+    print("Wrote", target)
+
+
+if __name__ == "__main__":
+    build()
