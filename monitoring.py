@@ -29,6 +29,7 @@ class ProgressBar(Callback):
     def __init__(self, num_epochs=None):
         super().__init__()
         self.num_epochs, self.bar, self.enabled = num_epochs, None, progress_enabled()
+        self.last_epoch = None
 
     def _open(self, total, description):
         if not self.enabled:
@@ -54,9 +55,14 @@ class ProgressBar(Callback):
                 self.display.update(self.bar.container)  # drawn at 0%: draw it again, finished
             self.bar = None
 
+    def on_train_begin(self, run_context):
+        self.last_epoch = None
+
     def on_train_epoch_begin(self, run_context):
         params = run_context.original_args()
-        self._open(params.batch_num, f"epoch {params.cur_epoch_num}/{self.num_epochs or params.epoch_num}")
+        if self.last_epoch is None:  # epoch_num counts the epochs of this call, from initial_epoch on
+            self.last_epoch = params.cur_epoch_num - 1 + params.epoch_num
+        self._open(params.batch_num, f"epoch {params.cur_epoch_num}/{self.num_epochs or self.last_epoch}")
 
     def on_train_step_end(self, run_context):
         if self.bar is not None:

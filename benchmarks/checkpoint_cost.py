@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import main  # noqa: E402  (sets the oneDNN cap before MindSpore loads)
 from mindspore.train import Model  # noqa: E402
 from profile_step import timed_steps  # noqa: E402
+from resumable import CheckpointSaver, TrainConfig  # noqa: E402
 
 
 def median_ms(times):
@@ -29,8 +30,8 @@ def main_(repeats):
     rows = [("training step", median_ms(step))]
     with tempfile.TemporaryDirectory() as folder:
         for fmt in ("ckpt", "safetensors"):
-            config = main.TrainConfig(ckpt_format=fmt, keep_checkpoint_max=repeats + 1)
-            saver = main.CheckpointSaver(model.train_network, folder, config, steps_per_epoch=1875)
+            config = TrainConfig(ckpt_format=fmt, keep_checkpoint_max=repeats + 1)
+            saver = CheckpointSaver(model.train_network, folder, config, steps_per_epoch=1875)
             times = []
             for i in range(repeats):
                 saver.step = i + 1

@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 PROJECT_FILES = ["main.py", "main.ipynb", "mnist_data.py", "cloud_storage.py", "plotting.py", "checkpoint_files.py",
-                 "monitoring.py"]
+                 "monitoring.py", "resumable.py", "cli.py"]
 
 
 def write_idx(split_dir, prefix, images, labels):

@@ -11,7 +11,7 @@ from conftest import run_script
 
 def test_best_checkpoint_survives_rotation_and_keeps_the_highest_accuracy(cpu, small_mnist, tmp_path, capsys):
     config = cpu.TrainConfig(num_epochs=3, save_steps=2, seed=1, keep_checkpoint_max=2)
-    cpu.train_resumable(small_mnist, tmp_path, config)
+    cpu.train_resumable(cpu.LeNet5, cpu.create_dataset, small_mnist, tmp_path, config)
     accuracies = [float(a) for a in re.findall(r"acc (\d\.\d+)", capsys.readouterr().out)]
     best = run_info(read_checkpoint(tmp_path / "lenet-best.ckpt"))
     assert best["acc"] == pytest.approx(max(accuracies), abs=1e-4)
@@ -22,7 +22,7 @@ def test_best_checkpoint_survives_rotation_and_keeps_the_highest_accuracy(cpu, s
 
 def test_a_continued_run_compares_against_the_best_it_inherited(cpu, small_mnist, tmp_path, capsys):
     config = cpu.TrainConfig(num_epochs=1, seed=1)
-    first = cpu.train_resumable(small_mnist, tmp_path, config)
+    first = cpu.train_resumable(cpu.LeNet5, cpu.create_dataset, small_mnist, tmp_path, config)
     # Raise the stored best accuracy beyond reach, in a real checkpoint with a valid CRC.
     params = read_checkpoint(first)
     info = {key: value for key, value in run_info(params).items()}
@@ -33,7 +33,7 @@ def test_a_continued_run_compares_against_the_best_it_inherited(cpu, small_mnist
     ms.save_checkpoint(list({"name": k, "data": v} for k, v in params.items()), str(first),
                        append_dict=info, crc_check=True)
     best_before = (tmp_path / "lenet-best.ckpt").read_bytes()
-    last = cpu.train_resumable(small_mnist, tmp_path, cpu.TrainConfig(num_epochs=2, seed=1), auto_resume=True)
+    last = cpu.train_resumable(cpu.LeNet5, cpu.create_dataset, small_mnist, tmp_path, cpu.TrainConfig(num_epochs=2, seed=1), auto_resume=True)
     assert "best acc 0.9990" in capsys.readouterr().out
     assert (tmp_path / "lenet-best.ckpt").read_bytes() == best_before  # epoch 2 did not beat 0.999
     assert run_info(read_checkpoint(last))["best_acc"] == pytest.approx(0.999)
@@ -108,7 +108,8 @@ def test_resume_command_continues_the_epoch_count(trained, small_mnist):
     assert result.returncode == 0, result.stderr
     assert "Loaded ckpt/lenet-2_20.ckpt (epoch 2)" in result.stdout
     assert "epoch: 3 step: 20" in result.stdout
-    assert "Checkpoint files of this run: lenet_1-3_20.ckpt lenet_1-graph.meta" in result.stdout
+    assert "Checkpoints after resuming training:\n" in result.stdout
+    assert "\nlenet_1-3_20.ckpt\nlenet_1-best.ckpt\nlenet_1-graph.meta\n" in result.stdout
 
 
 def flip_a_bit(data):
