@@ -39,7 +39,8 @@ class OneLineErrorParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message}; see python {self.prog} --help\n")
 
 
-def parse_args(argv=None):
+def build_parser():
+    """The parser of main.py's command line, with a subparser for each command."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data_url", default=str(SHIPPED_DIR),
                         help="MNIST folder: train/ and test/ with the IDX files, or the four .gz "
@@ -78,9 +79,11 @@ def parse_args(argv=None):
     train_cmd.add_argument("--save_steps", type=positive_int, default=None, metavar="K",
                            help="also save every K steps (default: once per epoch)")
     train_cmd.add_argument("--auto_resume", action="store_true",
-                           help="continue from the newest intact checkpoint in --ckpt_dir, if any")
+                           help="continue from the newest intact checkpoint in --ckpt_dir, if any (default: off: "
+                                "refuse a folder that has checkpoints)")
     train_cmd.add_argument("--no_eval", dest="evaluate", action="store_false",
-                           help="skip the test-set evaluation after each epoch, and so the best checkpoint")
+                           help="skip the test-set evaluation after each epoch, and so the best checkpoint "
+                                "(default: evaluate)")
     train_cmd.add_argument("--ckpt_format", choices=("ckpt", "safetensors"), default="ckpt",
                            help="checkpoint file format (default: ckpt)")
     resume_cmd = commands.add_parser("resume", parents=[common, steps, ckpt],
@@ -104,7 +107,11 @@ def parse_args(argv=None):
                             help="file format (default: MINDIR)")
     export_cmd.add_argument("--file_name", default="lenet5",
                             help="path of the file to write, without its extension (default: lenet5)")
-    args, unknown = parser.parse_known_args(argv)  # ModelArts adds arguments of its own
+    return parser
+
+
+def parse_args(argv=None):
+    args, unknown = build_parser().parse_known_args(argv)  # ModelArts adds arguments of its own
     if unknown:
         print("Ignoring unknown arguments:", *unknown)
     return args

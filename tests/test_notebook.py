@@ -170,10 +170,17 @@ def test_notebook_runs_in_a_jupyter_kernel_twice(project, monkeypatch):
         assert re.findall(r"epoch: (\d+) step: 100,", out) == ["1", "2", "3", "4"]
         assert "Network parameters not loaded: []" in out and "Optimizer parameters not loaded: []" in out
         assert "Checkpoints after first training:\n" in out and "Checkpoints after resuming training:\n" in out
-        assert "Stopped after step 450 as asked" in out and "Same parameters, bit for bit: True" in out
+        assert "Crashed: simulated crash after step 300" in out
+        assert re.search(r"BackupAndRestore: the rerun trained 400 steps .* optimizer steps in all: 600 ", out)
+        assert "OnRequestExit: SIGTERM after step 300 stopped the run after 301 steps; saved LeNet5_train.ckpt" in out
+        assert re.search(r"OnRequestExit: the rerun trained 400 steps .* optimizer steps in all: 701 ", out)
+        assert "Stopped after step 300 as asked" in out
+        assert re.search(r"Continuing from \S+/interrupted/lenet-2_100.ckpt: epoch 2, step 100", out)
+        assert "Same parameters as the uninterrupted run, bit for bit: True" in out
+        assert re.search(r"lenet-best.ckpt +2 +400 +0\.9\d{3}", out)
+        assert re.search(r"Fine-tuned: +odd/even accuracy 0\.\d{3} after 50 steps on 320 images", out)
+        assert "Not loaded: fc3.weight, shape (10, 84) in the checkpoint, (2, 84) here" in out
         assert "to lenet5.mindir, input shape (32, 1, 32, 32)" in out and "Same predictions: True" in out
-        assert re.search(r"Continuing from \S+/interrupted/lenet-2_150.ckpt: epoch 2, step 150", out)
-        assert re.search(r"lenet-best.ckpt +2 +600 +0\.9\d{3}", out)
         text = outputs_text(executed)
         assert "[ERROR]" not in text and "[WARNING]" not in text
     first_out = stdout_of(first)
