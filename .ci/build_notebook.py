@@ -1,6 +1,7 @@
 """Make main.ipynb from main.py and fill it with the outputs of a real run, ready to commit.
 
-    .venv/bin/python .ci/build_notebook.py
+    .venv/bin/python .ci/build_notebook.py              # cells and outputs, from a full run
+    .venv/bin/python .ci/build_notebook.py --prose      # only the markdown, keeping the outputs
 
 jupytext writes the cells; a Jupyter kernel runs them in a scratch copy of the project (so that
 the run's checkpoints and figures stay out of the repository); then the outputs are made
@@ -50,5 +51,17 @@ def build(target=ROOT / "main.ipynb", timeout=3600):
     print("Wrote", target)
 
 
+def update_prose(target=ROOT / "main.ipynb"):
+    """Take the markdown cells from main.py into the committed notebook; the code must be unchanged."""
+    committed, generated = nbformat.read(target, as_version=4), jupytext.read(ROOT / "main.py")
+    shape = [(cell.cell_type, cell.source if cell.cell_type != "markdown" else "") for cell in committed.cells]
+    if shape != [(cell.cell_type, cell.source if cell.cell_type != "markdown" else "") for cell in generated.cells]:
+        sys.exit("the code cells changed too: run the whole build")
+    for cell, new in zip(committed.cells, generated.cells):
+        cell.source = new.source
+    nbformat.write(committed, target)
+    print("Updated the markdown of", target)
+
+
 if __name__ == "__main__":
-    build()
+    update_prose() if sys.argv[1:] == ["--prose"] else build()
