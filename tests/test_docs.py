@@ -48,3 +48,13 @@ def test_every_command_in_the_help_is_in_the_readme():
     readme = (ROOT / "README.md").read_text()
     for command in COMMANDS:
         assert f"python main.py {command}" in readme
+
+
+def test_the_list_table_in_the_readme_is_the_committed_notebooks():
+    import nbformat
+    readme = (ROOT / "README.md").read_text()
+    table = re.search(r"`list` prints a table like this one.*?```text\n(.*?)```", readme, re.DOTALL)[1]
+    notebook = nbformat.writes(nbformat.read(ROOT / "main.ipynb", as_version=4))
+    outputs = "".join(output.get("text", "") for cell in nbformat.reads(notebook, as_version=4).cells
+                      for output in cell.get("outputs", []))
+    assert table in outputs
