@@ -12,6 +12,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import main  # noqa: E402  (sets the oneDNN cap before MindSpore loads)
 from mindspore.train import Model  # noqa: E402
+from mnist_data import SHIPPED_DIR  # noqa: E402
 from profile_step import timed_steps  # noqa: E402
 from resumable import CheckpointSaver, TrainConfig  # noqa: E402
 
@@ -22,7 +23,7 @@ def median_ms(times):
 
 def main_(repeats):
     main.set_device("CPU")
-    data_dir = main.prepare_mnist(main.SHIPPED_DIR)
+    data_dir = main.prepare_mnist(SHIPPED_DIR)
     net = main.LeNet5()
     loss = main.nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
     model = Model(net, loss, main.nn.Momentum(net.trainable_params(), 0.01, 0.9))

@@ -43,6 +43,7 @@ def median_ms(action, repeats=20):
 def mindspore_worker(args, started):
     sys.path.insert(0, str(ROOT))
     import main  # sets ONEDNN_MAX_CPU_ISA before MindSpore loads, as the product does
+    from mnist_data import SHIPPED_DIR
     from mindspore.train import Callback, Model
 
     class FirstStep(Callback):
@@ -52,7 +53,7 @@ def mindspore_worker(args, started):
 
     first_step = []
     main.set_device("CPU")
-    data_dir = main.prepare_mnist(main.SHIPPED_DIR)
+    data_dir = main.prepare_mnist(SHIPPED_DIR)
     net = main.LeNet5()
     loss = main.nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
     model = Model(net, loss, main.nn.Momentum(net.trainable_params(), 0.01, 0.9), metrics={"acc"})

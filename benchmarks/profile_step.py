@@ -22,8 +22,9 @@ def worker(part, steps):
     sys.path.insert(0, str(ROOT))
     import main
     from mindspore.train import Model
+    from mnist_data import SHIPPED_DIR
     main.set_device("CPU")
-    data_dir = main.prepare_mnist(main.SHIPPED_DIR)
+    data_dir = main.prepare_mnist(SHIPPED_DIR)
     if part == "data":
         start = time.perf_counter()
         for _ in main.create_dataset(data_dir).take(steps).create_tuple_iterator(num_epochs=1):

@@ -1,6 +1,7 @@
 """main.ipynb: in sync with main.py, a readable lesson with clean committed outputs, and running
 top to bottom in a real Jupyter kernel, twice in the same kernel."""
 import ast
+import copy
 import re
 import shutil
 import sys
@@ -134,7 +135,7 @@ def run_twice(notebook, cwd, timeout=1800):
             for index, cell in enumerate(notebook.cells):
                 client.execute_cell(cell, index)
             if run == 0:
-                first = nbformat.from_dict(nbformat.v4.new_notebook(cells=[dict(c) for c in notebook.cells]))
+                first = copy.deepcopy(notebook)
     return first, notebook
 
 
