@@ -167,9 +167,9 @@ def resolve(ckpt, ckpt_dir, net=None, prefix="lenet"):
                               f"first, or pass --ckpt_dir")
     usable = [entry for entry in found if entry.intact and (net is None or fits(entry, net))]
     if not usable:
-        raise CheckpointError(f"none of the {len(found)} checkpoint files in {ckpt_dir} is an intact "
-                              f"LeNet5 checkpoint (see python main.py list --ckpt_dir {ckpt_dir}); "
-                              f"pass another --ckpt_dir")
+        files = f"{len(found)} checkpoint file" + ("s, none of them" if len(found) > 1 else ", not")
+        raise CheckpointError(f"{ckpt_dir} holds {files} an intact LeNet5 checkpoint (see python main.py "
+                              f"list --ckpt_dir {ckpt_dir}); pass another --ckpt_dir or --ckpt")
     if ckpt == "latest":
         chosen = max(usable, key=Entry.position)
         why = f"latest: the furthest position, {chosen.describe()}"
@@ -180,7 +180,8 @@ def resolve(ckpt, ckpt_dir, net=None, prefix="lenet"):
                                   f"on (the default) to keep one, or pass --ckpt latest")
         chosen = max(scored, key=lambda entry: (entry.info["acc"], entry.is_best, *entry.position()))
         why = f"best: the highest stored accuracy, {chosen.info['acc']:.4f}, {chosen.describe()}"
-    print(f"Using {chosen.path} ({why}; of {len(usable)} intact checkpoints in {ckpt_dir})")
+    count = f"{len(usable)} intact checkpoint" + ("s" if len(usable) > 1 else "")
+    print(f"Using {chosen.path} ({why}; of {count} in {ckpt_dir} and below)")
     return chosen.path
 
 

@@ -164,7 +164,13 @@ def parse_args(argv=None):
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)  # ModelArts adds arguments of its own
     where = f"'{args.command}'" if args.command else "the tutorial (no command)"
-    misplaced = [item.split("=", 1)[0] for item in unknown if item.split("=", 1)[0] in option_names(parser)]
+    names = option_names(parser)
+    for item in unknown:
+        full = sorted(name for name in names if name.startswith(item.split("=", 1)[0]) and name != item.split("=", 1)[0])
+        if item.startswith("--") and full and item.split("=", 1)[0] not in names:
+            parser.exit(2, f"error: {item.split('=', 1)[0]}: abbreviations are not accepted; write the whole "
+                           f"option ({' or '.join(full)}); see python {parser.prog} --help\n")
+    misplaced = [item.split("=", 1)[0] for item in unknown if item.split("=", 1)[0] in names]
     if args.steps_per_epoch is not None and args.command in ("infer", "list", "export"):
         misplaced.append("--steps_per_epoch")
     if misplaced:
@@ -205,7 +211,8 @@ def export_file(args, export, ckpt_file):
         if not written.is_file():
             raise UsageError(f"MindSpore could not write the {file_format} file; see its message above")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.parent.exists():
+                path.parent.mkdir(parents=True)
             with open(written, "rb") as source, open(path, "xb") as target:  # x: never over a file
                 shutil.copyfileobj(source, target)
         except OSError as error:
