@@ -161,21 +161,22 @@ def option_names(parser):
 
 
 def parse_args(argv=None):
+    """Parse the command line. Unknown arguments are ignored (ModelArts adds its own), but not an
+    abbreviation of one of ours, nor one of ours that the command does not take."""
     parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)  # ModelArts adds arguments of its own
-    where = f"'{args.command}'" if args.command else "the tutorial (no command)"
-    names = option_names(parser)
-    for item in unknown:
-        full = sorted(name for name in names if name.startswith(item.split("=", 1)[0]) and name != item.split("=", 1)[0])
-        if item.startswith("--") and full and item.split("=", 1)[0] not in names:
-            parser.exit(2, f"error: {item.split('=', 1)[0]}: abbreviations are not accepted; write the whole "
-                           f"option ({' or '.join(full)}); see python {parser.prog} --help\n")
+    args, unknown = parser.parse_known_args(argv)
+    names, help_of = option_names(parser), f"python {parser.prog} {args.command or ''}".rstrip() + " --help"
+    for option in (item.split("=", 1)[0] for item in unknown if item.startswith("--")):
+        whole = sorted(name for name in names if name.startswith(option) and name != option)
+        if option not in names and whole:
+            parser.exit(2, f"error: {option}: abbreviations are not accepted; write the whole option "
+                           f"({' or '.join(whole)}); see python {parser.prog} --help\n")
     misplaced = [item.split("=", 1)[0] for item in unknown if item.split("=", 1)[0] in names]
     if args.steps_per_epoch is not None and args.command in ("infer", "list", "export"):
-        misplaced.append("--steps_per_epoch")
+        misplaced.append("--steps_per_epoch")  # given before a command that does not take it
     if misplaced:
-        parser.exit(2, f"error: {misplaced[0]} does not apply to {where}; see python {parser.prog} "
-                       f"{args.command or ''} --help\n".replace("  ", " "))
+        where = f"'{args.command}'" if args.command else "the tutorial (no command)"
+        parser.exit(2, f"error: {misplaced[0]} does not apply to {where}; see {help_of}\n")
     if unknown:
         print("Ignoring unknown arguments:", *unknown)
     if args.ckpt_dir is None:

@@ -134,7 +134,9 @@ def test_5_export_writes_the_file_it_names(run_dir, file_format, file_name, writ
     assert f" to {written}, input shape (32, 1, 32, 32)" in result.stdout
     assert (cwd / written).stat().st_size > 200_000
     assert (cwd / "published" / Path(written).name).read_bytes() == (cwd / written).read_bytes()
-    assert "deprecat" not in result.stderr.lower() and "will be deleted" not in result.stderr
+    assert "will be deleted" not in result.stderr  # MindSpore's word on ms.export(file_format='ONNX')
+    ours = [line for line in result.stderr.splitlines() if "Warning:" in line and "site-packages" not in line]
+    assert not ours, ours  # no warning from our code (MindSpore warns of its own getName() call)
 
 
 @pytest.mark.parametrize("file_name, message", [
