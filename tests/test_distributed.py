@@ -125,8 +125,8 @@ def test_every_command_finds_msrun_output_where_it_was_written(uninterrupted, sm
     assert listing.returncode == 0, listing.stderr
     rows = [line.split()[0] for line in listing.stdout.splitlines()[1:]]
     ranks = ("rank_0/", "rank_1/") if ckpt_dir == "ckpt" else ("",)
-    for rank in ranks:
-        assert f"{rank}lenet-2_10.ckpt" in rows and f"{rank}lenet-best.ckpt" in rows
+    assert [f"{rank}lenet-2_10.ckpt" for rank in ranks] == [row for row in rows if row.endswith("lenet-2_10.ckpt")]
+    assert f"{ranks[0]}lenet-best.ckpt" in rows  # rank 0 evaluates, and keeps the best file
     taken = rf"Using {ckpt_dir}/{'rank_[01]/' if ckpt_dir == 'ckpt' else ''}lenet-2_10\.ckpt \(latest: "
     for args in (["infer", "--data_url", str(small_mnist)], ["export", "--file_name", str(tmp_path / "m")]):
         result = run_script(cwd, *args, "--ckpt_dir", ckpt_dir)
