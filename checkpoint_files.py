@@ -146,7 +146,13 @@ class Entry:
 
 
 def entries(ckpt_dir):
-    return [Entry(path, ckpt_dir) for path in checkpoint_tree(ckpt_dir)]
+    found = []
+    for path in checkpoint_tree(ckpt_dir):
+        try:
+            found.append(Entry(path, ckpt_dir))
+        except FileNotFoundError:  # removed meanwhile, by the rotation of a run that is training
+            pass
+    return found
 
 
 def resolve(ckpt, ckpt_dir, net=None, prefix="lenet"):
