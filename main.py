@@ -665,7 +665,8 @@ def init_data_parallel():
 #
 # *Why:* a checkpoint is useful only with the network's Python code. `ms.export` writes the
 # network and its weights as one file: MindIR, which MindSpore and MindSpore Lite load without
-# the Python class, or ONNX, for other runtimes. The input shape is fixed when exporting: a
+# the Python class, or ONNX, for other runtimes (MindSpore 2.10 writes ONNX with `ms.onnx.export`
+# and deprecates `ms.export(file_format="ONNX")`). The input shape is fixed when exporting: a
 # batch of 32 images of 1x32x32, normalised as in `create_dataset`.
 
 # %%

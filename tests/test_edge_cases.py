@@ -223,9 +223,9 @@ def test_8_a_signal_after_the_last_step_ends_a_complete_run_that_publishes(tmp_p
     shutil.copytree(small_mnist / "train", full / "train")
     from mnist_data import prepare_mnist
     shutil.copytree(prepare_mnist(ROOT / "MNIST") / "test", full / "test")
-    process = subprocess.Popen(script_command("train", "--data_url", str(full), "--ckpt_dir", "run", "--steps_per_epoch",
-                                              "3", "--save_steps", "1", "--num_epochs", "1", "--train_url", "out"),
-                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    train = script_command("train", "--data_url", str(full), "--ckpt_dir", "run", "--steps_per_epoch", "3",
+                           "--save_steps", "1", "--num_epochs", "1", "--train_url", "out")
+    process = subprocess.Popen(train, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 300
         while not (tmp_path / "run" / "lenet-1_2.ckpt").exists():
