@@ -98,27 +98,105 @@ def all_checkpoints(ckpt_dir):
     return sorted(paths, key=lambda p: (p.stat().st_mtime, p.name), reverse=True)
 
 
+def checkpoint_tree(ckpt_dir):
+    """Every checkpoint file in `ckpt_dir` and in the folders below it (msrun's rank_<id>/, the
+    tutorial's and train's folders), whichever command wrote it; not those still being written."""
+    check_dir(ckpt_dir)
+    return [p for fmt in FORMATS for p in Path(ckpt_dir).rglob(f"*.{fmt}")
+            if p.is_file() and not p.name.startswith(".")]
+
+
+def check_dir(ckpt_dir):
+    """Fail with one line if `ckpt_dir` is missing or not a folder."""
+    path = Path(ckpt_dir)
+    if not path.exists():
+        raise CheckpointError(f"--ckpt_dir {ckpt_dir} does not exist; pass the folder that holds your checkpoints")
+    if not path.is_dir():
+        raise CheckpointError(f"--ckpt_dir {ckpt_dir} is a file, not a folder; pass the folder that holds it "
+                              f"(--ckpt_dir {path.parent}), or pass the file as --ckpt")
+
+
+class Entry:
+    """One checkpoint file, as `list`, 'latest' and 'best' see it: its stored position and metrics,
+    and whether it is intact (its CRC and format check pass)."""
+
+    def __init__(self, path, root):
+        self.path, self.name = path, os.path.relpath(path, root)
+        try:
+            params = read_checkpoint(path)
+            self.info, self.intact, self.params = run_info(params), True, params
+        except CheckpointError:
+            self.info, self.intact, self.params = {}, False, None
+        match = REGULAR.fullmatch(path.name)
+        # without a stored position, the epoch in the name; a file of unknown position comes last
+        self.epoch = self.info.get("epoch_num", int(match["epoch"]) if match else -1)
+        self.step = self.info.get("step_num", -1)
+        self.is_best = path.stem.endswith("-best")
+        self.mtime = path.stat().st_mtime
+
+    def position(self):
+        """Sort key for 'latest': the furthest position; at the same position a regular file before
+        a best file, then the newer file."""
+        return self.epoch, self.step, not self.is_best, self.mtime, self.name
+
+    def describe(self):
+        if self.epoch < 0:
+            return "no stored position"
+        return f"epoch {self.epoch}" + (f", global step {self.step}" if self.step >= 0 else "")
+
+
+def entries(ckpt_dir):
+    found = []
+    for path in checkpoint_tree(ckpt_dir):
+        try:
+            found.append(Entry(path, ckpt_dir))
+        except FileNotFoundError:  # removed meanwhile, by the rotation of a run that is training
+            pass
+    return found
+
+
 def resolve(ckpt, ckpt_dir, net=None, prefix="lenet"):
-    """Turn --ckpt (a path, 'latest' or 'best') into a file path; with `net`, check that the file
-    is an intact checkpoint that fits it."""
-    if ckpt == "best":
-        found = [Path(ckpt_dir) / f"{prefix}-best.{fmt}" for fmt in FORMATS]
-        found = [path for path in found if path.exists()]
-        if not found:
-            raise CheckpointError(f"no {prefix}-best checkpoint in {ckpt_dir}: train with evaluation "
-                                  f"on (the default) to keep one")
-        path = found[0]
-    elif ckpt == "latest":
-        latest = [p for p in all_checkpoints(ckpt_dir) if "-best." not in p.name]
-        if not latest:
-            raise CheckpointError(f"no checkpoint in {ckpt_dir} yet: run 'python main.py train' "
-                                  f"first, or pass --ckpt_dir")
-        path = latest[0]
-    else:
+    """Turn --ckpt into a file path. 'latest' and 'best' look at every checkpoint in `ckpt_dir`
+    and below it, intact ones that fit `net` only: 'latest' is the furthest position, 'best' the
+    highest stored accuracy. The choice is printed. A path is checked as it is."""
+    if ckpt not in ("latest", "best"):
         path = Path(ckpt)
-    if net is not None:
-        check_shapes(read_checkpoint(path), net, path)
-    return path
+        if path.is_dir():
+            raise CheckpointError(f"--ckpt {ckpt} is a folder; pass a checkpoint file, or "
+                                  f"--ckpt_dir {ckpt} with --ckpt latest or best")
+        if net is not None:
+            check_shapes(read_checkpoint(path), net, path)
+        return path
+    found = entries(ckpt_dir)
+    if not found:
+        raise CheckpointError(f"no checkpoint in {ckpt_dir} yet: run 'python main.py train' "
+                              f"first, or pass --ckpt_dir")
+    usable = [entry for entry in found if entry.intact and (net is None or fits(entry, net))]
+    if not usable:
+        files = f"{len(found)} checkpoint file" + ("s, none of them" if len(found) > 1 else ", not")
+        raise CheckpointError(f"{ckpt_dir} holds {files} an intact LeNet5 checkpoint (see python main.py "
+                              f"list --ckpt_dir {ckpt_dir}); pass another --ckpt_dir or --ckpt")
+    if ckpt == "latest":
+        chosen = max(usable, key=Entry.position)
+        why = f"latest: the furthest position, {chosen.describe()}"
+    else:
+        scored = [entry for entry in usable if "acc" in entry.info]
+        if not scored:
+            raise CheckpointError(f"no checkpoint in {ckpt_dir} stores an accuracy: train with evaluation "
+                                  f"on (the default) to keep one, or pass --ckpt latest")
+        chosen = max(scored, key=lambda entry: (entry.info["acc"], entry.is_best, *entry.position()))
+        why = f"best: the highest stored accuracy, {chosen.info['acc']:.4f}, {chosen.describe()}"
+    count = f"{len(usable)} intact checkpoint" + ("s" if len(usable) > 1 else "")
+    print(f"Using {chosen.path} ({why}; of {count} in {ckpt_dir} and below)")
+    return chosen.path
+
+
+def fits(entry, net):
+    try:
+        check_shapes(entry.params, net, entry.path)
+        return True
+    except CheckpointError:
+        return False
 
 
 def run_files(ckpt_file):
@@ -144,15 +222,14 @@ def _fsync(path):
 
 
 def table(ckpt_dir):
-    """A text table of the checkpoints in `ckpt_dir`: file, epoch, step, metrics, intact."""
+    """A text table of every checkpoint in `ckpt_dir` and below it, by folder and position: file,
+    epoch, step, metrics, intact."""
     rows = [("file", "epoch", "global step", "acc", "loss", "best acc", "intact")]
-    for path in sorted(all_checkpoints(ckpt_dir), key=lambda p: p.name):
-        try:
-            info, intact = run_info(read_checkpoint(path)), "yes"
-        except CheckpointError:
-            info, intact = {}, "NO: damaged"
-        rows.append((path.name, *(_cell(info.get(key)) for key in
-                                   ("epoch_num", "step_num", "acc", "loss", "best_acc")), intact))
+    found = entries(ckpt_dir)
+    for entry in sorted(found, key=lambda e: (str(Path(e.name).parent), e.epoch, e.is_best, e.step, e.name)):
+        rows.append((entry.name, *(_cell(entry.info.get(key)) for key in
+                                   ("epoch_num", "step_num", "acc", "loss", "best_acc")),
+                     "yes" if entry.intact else "NO: damaged"))
     if len(rows) == 1:
         return f"no checkpoints in {ckpt_dir}"
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]

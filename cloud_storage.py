@@ -1,5 +1,6 @@
 """Copying data and results between local folders and ModelArts object storage (obs://, s3://)."""
 import importlib.util
+import os
 import shutil
 from pathlib import Path
 
@@ -41,6 +42,13 @@ def publish(files, url):
     try:
         target.mkdir(parents=True, exist_ok=True)
         for file in files:
-            shutil.copy2(file, target / Path(file).name)
+            copy = target / Path(file).name
+            if copy.exists() and copy.samefile(file):  # --train_url is where the outputs already are
+                continue
+            # Checkpoints are read-only (0400): copy the data, not the mode, under a hidden name, then
+            # rename, so that the copy of a later run can replace this one.
+            partial = target / f".copying-{copy.name}"
+            shutil.copyfile(file, partial)
+            os.replace(partial, copy)
     except OSError as exc:
-        raise StorageError(f"cannot copy results to --train_url {url}: {exc.strerror}") from None
+        raise StorageError(f"cannot copy results to --train_url {url}: {exc.strerror or exc}") from None

@@ -319,7 +319,8 @@ def resume_train(data_dir, ckpt_file, lr=0.001, momentum=0.9, num_epochs=2, **op
     opt.learning_rate.set_data(ms.Tensor(lr, ms.float32))  # loading restored the first run's rate
 
     epoch = int(param_dict["epoch_num"]) if "epoch_num" in param_dict else 0  # plain weights: from epoch 0
-    print(f"Loaded {ckpt_file} (epoch {epoch})")
+    print(f"Loaded {ckpt_file} (epoch {epoch})" if "epoch_num" in param_dict else
+          f"Loaded {ckpt_file}: it stores no epoch (plain weights), so training starts at epoch 0")
     print("Network parameters not loaded:", net_not_loaded)
     print("Optimizer parameters not loaded:", opt_not_loaded)
     return run_training(net, opt, data_dir, num_epochs, initial_epoch=epoch, **options)
@@ -664,7 +665,8 @@ def init_data_parallel():
 #
 # *Why:* a checkpoint is useful only with the network's Python code. `ms.export` writes the
 # network and its weights as one file: MindIR, which MindSpore and MindSpore Lite load without
-# the Python class, or ONNX, for other runtimes. The input shape is fixed when exporting: a
+# the Python class, or ONNX, for other runtimes (MindSpore 2.10 writes ONNX with `ms.onnx.export`
+# and deprecates `ms.export(file_format="ONNX")`). The input shape is fixed when exporting: a
 # batch of 32 images of 1x32x32, normalised as in `create_dataset`.
 
 # %%
@@ -679,12 +681,13 @@ def load_weights(ckpt_file):
 
 
 def export_model(ckpt_file, file_format="MINDIR", file_name="lenet5"):
-    """Write LeNet5 with the weights in `ckpt_file` as a MINDIR or ONNX file; return its path."""
+    """Write LeNet5 with the weights in `ckpt_file` as file_name.mindir or file_name.onnx; return its path."""
     example = ms.Tensor(np.zeros(EXPORT_INPUT_SHAPE, np.float32))
-    ms.export(load_weights(ckpt_file), example, file_name=file_name, file_format=file_format)
-    path = Path(f"{file_name}.{file_format.lower()}")
-    print(f"Exported {os.path.relpath(ckpt_file)} to {path}, input shape {EXPORT_INPUT_SHAPE}")
-    return path
+    if file_format == "ONNX":  # MindSpore 2.10's ONNX exporter; ms.export(file_format="ONNX") is deprecated
+        ms.onnx.export(load_weights(ckpt_file), example, file_name=file_name)
+    else:
+        ms.export(load_weights(ckpt_file), example, file_name=file_name, file_format="MINDIR")
+    return Path(f"{file_name}.{file_format.lower()}")
 
 
 # %% [markdown]
@@ -693,6 +696,7 @@ def export_model(ckpt_file, file_format="MINDIR", file_name="lenet5"):
 
 # %% active="ipynb"
 # mindir = export_model(CKPT_BEST)
+# print(f"Exported {CKPT_BEST} to {mindir}, input shape {EXPORT_INPUT_SHAPE}")
 # deployed = nn.GraphCell(ms.load(str(mindir)))
 # batch = ms.Tensor(images[:32])
 # from_mindir, from_ckpt = deployed(batch).asnumpy(), load_weights(CKPT_BEST)(batch).asnumpy()
@@ -727,7 +731,8 @@ def main(args):
     if shard[1] > 1 and args.command != "train":
         raise cli.UsageError("under msrun, run the 'train' command; the others run in one process")
     if args.command == "export":
-        return [export_model(resolve(args.ckpt, args.ckpt_dir, LeNet5()), args.file_format, args.file_name)]
+        ckpt_file = resolve(args.ckpt, args.ckpt_dir, LeNet5())
+        return [cli.export_file(args, lambda name: export_model(ckpt_file, args.file_format, name), ckpt_file)]
     data_dir = prepare_mnist(fetch_dir(args.data_url, "cache/data"), progress=progress_enabled())
     if args.command == "infer":
         ckpt_file = resolve(args.ckpt, args.ckpt_dir, LeNet5())

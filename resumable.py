@@ -6,6 +6,7 @@ BackupAndRestore and OnRequestExit callbacks.
 """
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ import numpy as np
 from mindspore import nn
 from mindspore.train import Callback, Model
 
-from checkpoint_files import CheckpointError, check_shapes, read_checkpoint, regular_checkpoints, run_info, \
+from checkpoint_files import FORMATS, CheckpointError, check_shapes, read_checkpoint, regular_checkpoints, run_info, \
     write_checkpoint
 from monitoring import ProgressBar
 
@@ -40,7 +41,7 @@ def epoch_dataset(create_dataset, data_dir, seed, epoch, steps_per_epoch=None, s
     A pipeline built anew replays its first epoch's order, so each epoch gets a seed of its own.
     `shard` is (rank, number of workers): each data-parallel worker gets its own part.
     """
-    ds.config.set_seed(seed * 100_000 + epoch)
+    ds.config.set_seed((seed * 100_000 + epoch) % 2**32)  # MindSpore takes 0 to 2**32 - 1
     rank, workers = shard
     dataset = create_dataset(data_dir, **({"num_shards": workers, "shard_id": rank} if workers > 1 else {}))
     if steps_per_epoch:
@@ -104,6 +105,20 @@ class CheckpointSaver(Callback):
         if existing and not auto_resume:
             raise CheckpointError(f"{source_dir} already has checkpoints (newest: {existing[0].name}); pass "
                                   f"--auto_resume to continue from them, or choose another --ckpt_dir")
+        if not self._continue_from(existing, source_dir):
+            self._check_new_run_may_start()
+            print("Starting a new run" + (": no intact checkpoint to continue from" if existing else ""))
+
+    def _check_new_run_may_start(self):
+        """A new run writes <prefix>-best and <prefix>-<epoch>_<step>: never over another run's files."""
+        for fmt in FORMATS:
+            best = self.ckpt_dir / f"{self.prefix}-best.{fmt}"
+            if best.exists():
+                raise CheckpointError(f"{best} belongs to an earlier run, and a new run would overwrite it; "
+                                      f"choose another --ckpt_dir, or move the file away")
+
+    def _continue_from(self, existing, source_dir):
+        """Load the newest intact checkpoint of `existing`; return whether there was one."""
         for path in existing:
             try:
                 params = read_checkpoint(path)
@@ -123,14 +138,14 @@ class CheckpointSaver(Callback):
             epoch, step = self.position()
             best = f", best acc {self.best_acc:.4f}" if self.best_acc >= 0 else ""
             print(f"Continuing from {os.path.relpath(path)}: epoch {epoch}, step {step}{best}")
-            return
-        print("Starting a new run" + (": no intact checkpoint to continue from" if existing else ""))
+            return True
+        return False
 
     def _check_compatible(self, path, params):
         info = run_info(params)
         if "seed" not in info:
             raise CheckpointError(f"{path} has no run position (it was not saved by 'train'); "
-                                  f"choose another --ckpt_dir")
+                                  f"choose another --ckpt_dir (train's default is ckpt/train)")
         stored = {"--seed": info["seed"], "--steps_per_epoch": info["steps_per_epoch"],
                   "--lr": float(params["learning_rate"].asnumpy())}
         asked = {"--seed": self.config.seed, "--steps_per_epoch": self.steps_per_epoch,
@@ -230,7 +245,10 @@ def train_resumable(network, create_dataset, data_dir, ckpt_dir, config, auto_re
             saver.save()
     finally:
         stopper.uninstall()
-    if stopper.received:
+    if stopper.received and saver.step >= config.num_epochs * steps_per_epoch:
+        print(f"{signal.Signals(stopper.received[0]).name} arrived after the last step: training is complete, "
+              f"saved {os.path.relpath(saver.last_saved)}", file=sys.stderr)
+    elif stopper.received:
         raise TrainingInterrupted(stopper.received[0], saver.last_saved)
     if saver.step < config.num_epochs * steps_per_epoch:
         print(f"Stopped after step {saver.step} as asked; saved {os.path.relpath(saver.last_saved)}")

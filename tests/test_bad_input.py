@@ -49,8 +49,10 @@ def cwd(tmp_path):
                                  "see python main.py resume --help"),
     (["--ckpt_dir", "main.py/ckpt"], 1, "error: cannot write to --ckpt_dir main.py/ckpt: Not a directory; "
                                         "pass a folder you can write to"),
-    (["infer", "--ckpt_dir", "empty"], 1, "error: no checkpoint in empty yet: run 'python main.py train' "
-                                          "first, or pass --ckpt_dir"),
+    (["infer", "--ckpt_dir", "nowhere"], 1, "error: --ckpt_dir nowhere does not exist; pass the folder that "
+                                            "holds your checkpoints"),
+    (["infer", "--ckpt_dir", "."], 1, "error: . holds 1 checkpoint file, not an intact LeNet5 checkpoint (see python "
+                                      "main.py list --ckpt_dir .); pass another --ckpt_dir or --ckpt"),
 ])
 def test_bad_input_gives_one_line_and_no_traceback(cwd, args, code, message):
     result = run_script(cwd, *args)

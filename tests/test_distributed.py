@@ -1,6 +1,7 @@
 """Data-parallel training with 2 workers under msrun on 127.0.0.1: identical ranks, resuming, infer."""
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import pytest
 from checkpoint_files import RUN_INFO, read_checkpoint
 from conftest import ROOT, free_port, run_script
 
-TRAIN = ["train", "--num_epochs", "2", "--save_steps", "5", "--seed", "3", "--auto_resume"]
+TRAIN = ["train", "--num_epochs", "2", "--save_steps", "5", "--seed", "3", "--auto_resume", "--ckpt_dir", "ckpt"]
 
 
 
@@ -80,7 +81,7 @@ def assert_same_parameters(path_a, path_b):
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, small_mnist):
     cwd = tmp_path_factory.mktemp("dp_reference")
-    run_to_end(cwd, "logs", *TRAIN, "--data_url", str(small_mnist))
+    run_to_end(cwd, "logs", *TRAIN, "--data_url", str(small_mnist), "--train_url", "published")
     return cwd / "ckpt"
 
 
@@ -114,3 +115,29 @@ def test_two_workers_train_interrupt_resume_and_agree(tmp_path, small_mnist, uni
     result = run_script(tmp_path, "infer", "--data_url", str(small_mnist), "--ckpt_dir", "ckpt/rank_1")
     assert result.returncode == 0, result.stderr
     assert "Saved images/prediction.png" in result.stdout
+
+
+@pytest.mark.parametrize("ckpt_dir", ["ckpt", "published"])
+def test_every_command_finds_msrun_output_where_it_was_written(uninterrupted, small_mnist, ckpt_dir, tmp_path):
+    """--ckpt_dir as given to msrun (which holds rank_0/ and rank_1/), and the --train_url folder."""
+    cwd = uninterrupted.parent
+    listing = run_script(cwd, "list", "--ckpt_dir", ckpt_dir)
+    assert listing.returncode == 0, listing.stderr
+    rows = [line.split()[0] for line in listing.stdout.splitlines()[1:]]
+    ranks = ("rank_0/", "rank_1/") if ckpt_dir == "ckpt" else ("",)
+    assert [f"{rank}lenet-2_10.ckpt" for rank in ranks] == [row for row in rows if row.endswith("lenet-2_10.ckpt")]
+    assert f"{ranks[0]}lenet-best.ckpt" in rows  # rank 0 evaluates, and keeps the best file
+    taken = rf"Using {ckpt_dir}/{'rank_[01]/' if ckpt_dir == 'ckpt' else ''}lenet-2_10\.ckpt \(latest: "
+    for args in (["infer", "--data_url", str(small_mnist)], ["export", "--file_name", str(tmp_path / "m")]):
+        result = run_script(cwd, *args, "--ckpt_dir", ckpt_dir)
+        assert result.returncode == 0, result.stderr
+        assert re.search(taken, result.stdout), result.stdout
+    best = run_script(cwd, "export", "--ckpt", "best", "--ckpt_dir", ckpt_dir, "--file_name", str(tmp_path / "b"))
+    assert best.returncode == 0 and "(best: the highest stored accuracy" in best.stdout, best.stderr
+    copy = tmp_path / "copy"
+    shutil.copytree(cwd / ckpt_dir, copy)
+    resumed = run_script(cwd, "resume", "--ckpt_dir", str(copy), "--data_url", str(small_mnist),
+                         "--steps_per_epoch", "2", "--num_epochs", "1")
+    assert resumed.returncode == 0, resumed.stderr
+    assert re.search(r"Using \S+lenet-2_10\.ckpt \(latest: ", resumed.stdout)
+    assert "epoch: 3 step: 2" in resumed.stdout

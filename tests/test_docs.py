@@ -22,12 +22,13 @@ def help_texts():
 
 def readme_defaults():
     """{option: default}, from the table under 'Commands and options'; a default that differs by
-    command, as "`train`: 0.01; `resume`: 0.001", becomes {command: default}."""
+    command, as "`train`: 0.01; `resume`: 0.001", becomes {command: default}; "others" stands for
+    every command not named, the whole tutorial included."""
     rows = re.findall(r"^\| `(--\w+)` \| (.+?) \| .* \|$", (ROOT / "README.md").read_text(), re.MULTILINE)
     table = {}
     for option, default in rows:
         default = default.replace("`", "")
-        per_command = re.findall(rf"({'|'.join(COMMANDS)}): ([^;]+)", default)
+        per_command = re.findall(rf"({'|'.join(COMMANDS)}|others): ([^;]+)", default)
         table[option] = dict(per_command) if per_command and default.startswith(COMMANDS) else default
     return table
 
@@ -40,7 +41,7 @@ def test_each_default_in_the_readme_is_the_one_the_help_gives():
     helps = help_texts()
     for option, default in readme_defaults().items():
         for command, text in helps[option].items():
-            expected = default.get(command) if isinstance(default, dict) else default
+            expected = default.get(command, default.get("others")) if isinstance(default, dict) else default
             assert expected and text.endswith(f"(default: {expected})"), (option, command, text, default)
 
 

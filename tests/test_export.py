@@ -11,7 +11,7 @@ def checkpoint(tmp_path_factory, small_mnist):
     cwd = tmp_path_factory.mktemp("export")
     result = run_script(cwd, "train", "--data_url", str(small_mnist), "--num_epochs", "1", "--no_eval")
     assert result.returncode == 0, result.stderr
-    return cwd / "ckpt" / "lenet-1_20.ckpt"
+    return cwd / "ckpt" / "train" / "lenet-1_20.ckpt"  # train's default folder
 
 
 def first_test_batch(cpu, small_mnist):
@@ -21,11 +21,11 @@ def first_test_batch(cpu, small_mnist):
 
 @pytest.mark.parametrize("file_format", ["MINDIR", "ONNX"])
 def test_export_command_writes_the_file(checkpoint, file_format):
-    cwd = checkpoint.parent.parent
+    cwd = checkpoint.parents[2]
     result = run_script(cwd, "export", "--ckpt", "latest", "--file_format", file_format)
     assert result.returncode == 0, result.stderr
     path = cwd / f"lenet5.{file_format.lower()}"
-    assert f"Exported ckpt/lenet-1_20.ckpt to lenet5.{file_format.lower()}, input shape (32, 1, 32, 32)" in result.stdout
+    assert f"Exported ckpt/train/lenet-1_20.ckpt to lenet5.{file_format.lower()}, input shape (32, 1, 32, 32)" in result.stdout
     assert path.stat().st_size > 200_000  # the 61,684 float32 weights are inside
 
 
