@@ -197,7 +197,7 @@ def run(main, argv=None):
             print(table(args.ckpt_dir))
             return
         if args.command == "curves":
-            print("Saved", save_curves(args.ckpt_dir)[0])
+            save_curves(args.ckpt_dir)
             show_if_interactive()
             return
         outputs = main(args)
