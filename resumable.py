@@ -211,6 +211,8 @@ def read_log(path):
 class TrainingLog(Callback):
     """Appends each step's loss and each epoch's test metrics to <ckpt_dir>/train_log.csv.
 
+    `current_step()` is the number of steps done: put the log before the callback that counts them.
+
     `start(step)` cuts the log back to global step `step`, where the run continues from, so that
     it never holds a step trained twice; each process that continues the run gets a new `run`
     number, which the curves mark.
@@ -233,17 +235,16 @@ class TrainingLog(Callback):
         self.file = open(self.path, "a", newline="", encoding="utf-8")
         self.writer = csv.writer(self.file)
 
-    def _append(self, loss=None, acc=None, test_loss=None):
-        step = self.current_step()
+    def _append(self, step, loss=None, acc=None, test_loss=None):
         epoch = (step - 1) // self.steps_per_epoch + 1
         self.writer.writerow([step, epoch, *(_log_cell(v) for v in (loss, acc, test_loss)), self.run])
         self.file.flush()
 
-    def on_train_step_end(self, run_context):
-        self._append(loss=step_loss(run_context.original_args()))
+    def on_train_step_end(self, run_context):  # before the CheckpointSaver counts the step: it is the next one
+        self._append(self.current_step() + 1, loss=step_loss(run_context.original_args()))
 
     def epoch_metrics(self, metrics):
-        self._append(acc=metrics.get("acc"), test_loss=metrics.get("loss"))
+        self._append(self.current_step(), acc=metrics.get("acc"), test_loss=metrics.get("loss"))
 
     def close(self):
         if self.file:
@@ -333,7 +334,7 @@ def train_resumable(network, create_dataset, data_dir, ckpt_dir, config, auto_re
         while saver.step < config.num_epochs * steps_per_epoch and not stopper.should_stop(saver.step):
             epoch, done = divmod(saver.step, steps_per_epoch)
             data = epoch_dataset(create_dataset, data_dir, config.seed, epoch, config.steps_per_epoch, done, shard)
-            model.train(epoch + 1, data, callbacks=[guard, progress, saver, log, stopper], initial_epoch=epoch,
+            model.train(epoch + 1, data, callbacks=[guard, log, progress, saver, stopper], initial_epoch=epoch,
                         dataset_sink_mode=False)
             if saver.step % steps_per_epoch:
                 break  # stopped mid-epoch
