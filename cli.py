@@ -153,10 +153,13 @@ def log_dir(ckpt_dir):
     return rank_0 if not (Path(ckpt_dir) / LOG_NAME).exists() and (rank_0 / LOG_NAME).exists() else Path(ckpt_dir)
 
 
-def save_curves(ckpt_dir):
-    """Draw the curves of the run logged in `ckpt_dir`; return the figure's path and the log's."""
+def save_curves(ckpt_dir, required=False):
+    """Draw the curves of the run logged in `ckpt_dir`; return the figure's path and the log's (none
+    without a log, unless `required`: a folder trained before logs existed has none)."""
     path = log_dir(ckpt_dir) / LOG_NAME
     rows = read_log(path)
+    if not rows and not required:
+        return []
     if not rows:
         raise UsageError(f"no training log in {ckpt_dir} ({LOG_NAME}): run 'python main.py train' first, "
                          f"or pass --ckpt_dir")
@@ -197,7 +200,7 @@ def run(main, argv=None):
             print(table(args.ckpt_dir))
             return
         if args.command == "curves":
-            save_curves(args.ckpt_dir)
+            save_curves(args.ckpt_dir, required=True)
             show_if_interactive()
             return
         outputs = main(args)
