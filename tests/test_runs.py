@@ -107,6 +107,21 @@ def test_a_signal_during_the_tutorial_names_the_checkpoint_and_the_command(tmp_p
         assert f"Loaded {match[4]} (epoch " in result.stdout
 
 
+def test_a_signal_during_resume_names_its_newest_checkpoint(tmp_path, small_mnist):
+    data = ["--data_url", str(small_mnist), *QUICK]
+    assert run_script(tmp_path, "train", "--num_epochs", "1", *data).returncode == 0
+    process = start(tmp_path, "resume", "--ckpt", "ckpt/lenet-1_5.ckpt", "--num_epochs", "100", *data)
+    wait_for(process, (tmp_path / "ckpt" / "lenet_1-3_5.ckpt").exists, "the resumed run's second checkpoint")
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err
+    newest = max((p for p in (tmp_path / "ckpt").glob("lenet_1-*.ckpt") if "best" not in p.name),
+                 key=os.path.getmtime)
+    assert last_line(err) == (f"Stopped by SIGTERM; the last complete checkpoint is ckpt/{newest.name}. To continue "
+                              f"from it: python {ROOT / 'main.py'} resume --ckpt ckpt/{newest.name} --num_epochs 100 "
+                              f"{' '.join(data)}")
+
+
 def test_a_signal_during_infer_says_nothing_was_written(tmp_path, small_mnist):
     run = run_script(tmp_path, "train", "--num_epochs", "1", "--data_url", str(small_mnist), *QUICK)
     assert run.returncode == 0, run.stderr
