@@ -1,16 +1,18 @@
 """The command line of main.py: its options, and the checks that turn bad input into one line."""
 import argparse
 import os
+import shlex
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
 
-from checkpoint_files import CheckpointError, disk_full, table
+from checkpoint_files import CheckpointError, claim_folder, disk_full, newest_checkpoint, release_folders, table
 from cloud_storage import StorageError, check_reachable, publish
 from mnist_data import SHIPPED_DIR, DataError
-from plotting import show_if_interactive
-from resumable import TrainingInterrupted
+from plotting import plot_training_log, show_if_interactive
+from resumable import LOG_NAME, Diverged, StopOnNonFinite, TrainingInterrupted, read_log  # noqa: F401 (for main.py)
 
 BACKENDS = ("Ascend", "GPU", "CPU")
 DEFAULT_TRAIN_DIR = "ckpt/train"  # train's own folder, beside the tutorial's files in ckpt/
@@ -135,6 +137,10 @@ def build_parser():
     command("infer", "predict the whole test set and save the figures",
             "Predict the whole test set with a checkpoint, print the accuracy, and save "
             "images/prediction.png, confusion_matrix.png and misclassified.png.", ckpt=True)
+    command("curves", "draw the curves of a 'train' run from its log",
+            "Draw the loss of every step and the test metrics of every epoch of the 'train' run in "
+            "--ckpt_dir, from its train_log.csv, with a mark where it was continued; save "
+            "images/train_curves.png.", ckpt_dir=DEFAULT_TRAIN_DIR)
     command("list", "list the checkpoints in --ckpt_dir and its subfolders",
             "List every checkpoint in --ckpt_dir and its subfolders (train's, msrun's rank_<id>/): "
             "position, stored metrics, and whether each file is intact.")
@@ -223,6 +229,39 @@ def export_file(args, export, ckpt_file):
     return path
 
 
+def claim_dir(ckpt_dir, shard=(0, 1)):
+    """Make sure `ckpt_dir` is writable and that no other process trains into it, and keep it so.
+
+    Under msrun, rank 0 holds the shared folder and every worker its rank_<id>/ folder: a second
+    msrun, or a single process, is refused, but the workers of one msrun are not.
+    """
+    make_writable_dir(ckpt_dir, "--ckpt_dir")
+    rank, workers = shard
+    folders = ([ckpt_dir] if rank == 0 else []) + ([os.path.join(ckpt_dir, f"rank_{rank}")] if workers > 1 else [])
+    for folder in folders:
+        os.makedirs(folder, exist_ok=True)
+        claim_folder(folder, "python " + shlex.join(sys.argv))
+
+
+def log_dir(ckpt_dir):
+    """Where the 'train' run of `ckpt_dir` keeps its log: the folder, or rank 0's under msrun."""
+    rank_0 = Path(ckpt_dir) / "rank_0"
+    return rank_0 if not (Path(ckpt_dir) / LOG_NAME).exists() and (rank_0 / LOG_NAME).exists() else Path(ckpt_dir)
+
+
+def save_curves(ckpt_dir, required=False):
+    """Draw the curves of the run logged in `ckpt_dir`; return the figure's path and the log's (none
+    without a log, unless `required`: a folder trained before logs existed has none)."""
+    path = log_dir(ckpt_dir) / LOG_NAME
+    rows = read_log(path)
+    if not rows and not required:
+        return []
+    if not rows:
+        raise UsageError(f"no training log in {ckpt_dir} ({LOG_NAME}): run 'python main.py train' first, "
+                         f"or pass --ckpt_dir")
+    return [*save_figures({"train_curves": plot_training_log(rows)}), path]
+
+
 def save_figures(figures):
     """Save each figure of {name: figure} as images/<name>.png; return the paths."""
     paths = []
@@ -243,9 +282,12 @@ def run(main, argv=None):
 
     Every error ends in one line on stderr and a non-zero exit code, without a traceback.
     """
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     if args.no_progress:
         os.environ["TQDM_DISABLE"] = "1"  # tqdm's own switch, which ProgressBar follows
+    for sig in (signal.SIGINT, signal.SIGTERM):  # train_resumable has its own, while it trains
+        signal.signal(sig, _interrupt)
     try:
         check_reachable(args.data_url, "--data_url")
         if args.train_url:
@@ -253,21 +295,90 @@ def run(main, argv=None):
         if args.command == "list":
             print(table(args.ckpt_dir))
             return
+        if args.command == "curves":
+            save_curves(args.ckpt_dir, required=True)
+            show_if_interactive()
+            return
         outputs = main(args)
         if args.train_url:
             publish(outputs, args.train_url)
             print("Copied the outputs to", args.train_url)
-    except (CheckpointError, DataError, StorageError, UsageError) as error:
+    except (CheckpointError, DataError, StorageError, UsageError, Diverged) as error:
         sys.exit(f"error: {error}")
     except TrainingInterrupted as error:
-        print(f"Training {error}. To continue: python main.py train --auto_resume "
-              f"--ckpt_dir {args.ckpt_dir} (with the same options)", file=sys.stderr)
+        print(f"Training {error}. To continue: {continue_command(args, argv)}", file=sys.stderr)
         sys.exit(error.exit_code)
-    except KeyboardInterrupt:
-        sys.exit("Interrupted before training started; nothing was saved.")
+    except Interrupted as stop:
+        print(stop_message(args, argv, stop.signum), file=sys.stderr)
+        sys.exit(128 + stop.signum)
     except OSError as error:  # such as a full disk under the tutorial's ModelCheckpoint
         where = f" ({error.filename})" if error.filename else ""
         fix = "free some space or choose another --ckpt_dir" if disk_full(error) else "check the folders you passed"
         sys.exit(f"error: {error.strerror or error}{where}, with --ckpt_dir {args.ckpt_dir}; {fix} "
                  f"(the files already saved are kept)")
+    finally:
+        release_folders()
     show_if_interactive()
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM outside the training loop of 'train', which stops that loop by itself."""
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _interrupt(signum, _frame):
+    signal.signal(signum, signal.SIG_IGN)  # a second Ctrl-C must not cut the message short
+    raise Interrupted(signum)
+
+
+def _without(argv, option, takes_value=True):
+    """`argv` without `option` (and its value)."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == option:
+            skip = takes_value
+        elif not arg.startswith(option + "="):
+            kept.append(arg)
+    return kept
+
+
+def continue_command(args, argv, ckpt_file=None):
+    """The exact command that continues from what is on disk: 'train --auto_resume' for a 'train'
+    run, the tutorial's 'resume --ckpt <file>' for its own steps, and else the command again."""
+    if args.command == "train":
+        rest = _without(argv, "--auto_resume", takes_value=False)
+        rest.insert(rest.index("train") + 1, "--auto_resume")
+    elif args.command in (None, "resume") and ckpt_file:
+        rest = _without(argv, "--ckpt")
+        if args.command is None:
+            rest = ["resume", *rest]
+        rest[rest.index("resume") + 1:rest.index("resume") + 1] = ["--ckpt", str(ckpt_file)]
+    else:
+        rest = argv
+    return shlex.join(["python", sys.argv[0], *rest])
+
+
+def stop_message(args, argv, signum):
+    """One line for a stop by `signum`: what is on disk, and the command that continues."""
+    name = signal.Signals(signum).name
+    if args.command in ("infer", "export", "curves", "list"):
+        return f"Stopped by {name}; nothing was written. To run it again: {continue_command(args, argv)}"
+    ckpt_dir = args.ckpt_dir if args.command != "train" else _train_folder(args.ckpt_dir)
+    last = newest_checkpoint(ckpt_dir)
+    if args.command == "train":
+        kept = f"the newest checkpoint is {os.path.relpath(last)}" if last else "no checkpoint was saved yet"
+        return f"Stopped by {name} before training started; {kept}. To continue: {continue_command(args, argv)}"
+    if last is None:
+        return f"Stopped by {name}; no checkpoint was saved yet. To start again: {continue_command(args, argv)}"
+    return (f"Stopped by {name}; the last complete checkpoint is {os.path.relpath(last)}. To continue from it: "
+            f"{continue_command(args, argv, os.path.relpath(last))}")
+
+
+def _train_folder(ckpt_dir):
+    """Where 'train' keeps its checkpoints: `ckpt_dir`, or rank 0's folder under msrun."""
+    return os.path.join(ckpt_dir, "rank_0") if "MS_WORKER_NUM" in os.environ else ckpt_dir

@@ -261,7 +261,7 @@ def run_training(net, opt, data_dir, num_epochs, initial_epoch=0, ckpt_dir="ckpt
     loss = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
     model = Model(net, loss, opt, metrics={"acc", "loss"})
     sink = ms.get_context("device_target") == "Ascend"  # Ascend feeds whole epochs to the device
-    model.fit(initial_epoch + num_epochs, ds_train, ds_eval, callbacks=[*callbacks, ckpt_cb, loss_cb, best_cb],
+    model.fit(initial_epoch + num_epochs, ds_train, ds_eval, callbacks=[*callbacks, loss_cb, ckpt_cb, best_cb],
               dataset_sink_mode=sink, valid_dataset_sink_mode=sink, initial_epoch=initial_epoch)
     last = os.path.join(ckpt_dir, os.path.basename(ckpt_cb.latest_ckpt_file_name))  # as we named the folder
     return last, best_cb.best_file
@@ -737,23 +737,23 @@ def main(args):
     if args.command == "infer":
         ckpt_file = resolve(args.ckpt, args.ckpt_dir, LeNet5())
         return [ckpt_file, *cli.save_figures(prediction_figures(data_dir, ckpt_file))]
-    cli.make_writable_dir(args.ckpt_dir, "--ckpt_dir")
+    cli.claim_dir(args.ckpt_dir, shard)
     options = {"ckpt_dir": args.ckpt_dir, "steps_per_epoch": args.steps_per_epoch}
     if args.command == "train":
         config = TrainConfig(args.num_epochs, args.lr, args.seed, args.steps_per_epoch, args.save_steps,
                              args.evaluate, args.ckpt_format)
         last = train_resumable(LeNet5, create_dataset, data_dir, args.ckpt_dir, config, args.auto_resume, shard=shard)
-        return all_checkpoints(last.parent) if shard[0] == 0 else []  # ranks hold the same model
+        return [*all_checkpoints(last.parent), *cli.save_curves(args.ckpt_dir)] if shard[0] == 0 else []
     if args.command == "resume":
         ckpt_file = str(resolve(args.ckpt, args.ckpt_dir, LeNet5()))
         last, _ = resume_train(data_dir, ckpt_file, args.lr, num_epochs=args.num_epochs,
-                               callbacks=[ProgressBar()], **options)
+                               callbacks=[cli.StopOnNonFinite(), ProgressBar()], **options)
         print_checkpoints("Checkpoints after resuming training:", args.ckpt_dir)
         return run_files(last)
-    histories = [History(), History()]
-    ckpt_1, _ = train(data_dir, callbacks=[ProgressBar(), histories[0]], **options)
+    histories, guard = [History(), History()], cli.StopOnNonFinite()  # stops on a NaN or Inf loss
+    ckpt_1, _ = train(data_dir, callbacks=[guard, ProgressBar(), histories[0]], **options)
     print_checkpoints("Checkpoints after first training:", args.ckpt_dir)
-    ckpt_2, best = resume_train(data_dir, ckpt_1, callbacks=[ProgressBar(), histories[1]], **options)
+    ckpt_2, best = resume_train(data_dir, ckpt_1, callbacks=[guard, ProgressBar(), histories[1]], **options)
     print_checkpoints("Checkpoints after resuming training:", args.ckpt_dir)
     figures = {"training_curves": plot_training_curves(histories), **prediction_figures(data_dir, best)}
     return [*run_files(ckpt_1), *run_files(ckpt_2), *cli.save_figures(figures)]

@@ -4,6 +4,7 @@ import hashlib
 import os
 import re
 import struct
+import zlib
 from pathlib import Path
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "MNIST"
@@ -67,14 +68,27 @@ def prepare_mnist(data_dir=SHIPPED_DIR, progress=False, md5s=MNIST_FILES):
             gz_dir = SHIPPED_DIR
         else:
             download_mnist(data_dir, progress=progress)
-    for split, files in md5s.items():
-        paths = []
-        for name, md5 in files.items():
-            path = data_dir / split / name
-            if not path.exists():
-                _decompress(gz_dir / f"{name}.gz", path, md5)
-            paths.append(path)
-        _check_split(*paths)
+    created = []  # what this call unpacked: removed again if anything fails, so nothing is half-unpacked
+    try:
+        for split, files in md5s.items():
+            paths = []
+            for name, md5 in files.items():
+                path = data_dir / split / name
+                if not path.exists():
+                    if not path.parent.exists():
+                        created.append(path.parent)
+                    _decompress(gz_dir / f"{name}.gz", path, md5)
+                    created.append(path)
+                paths.append(path)
+            _check_split(*paths)
+    except BaseException:
+        for path in reversed(created):
+            if path.is_dir():
+                if not any(path.iterdir()):
+                    path.rmdir()
+            else:
+                path.unlink(missing_ok=True)
+        raise
     return data_dir
 
 
@@ -152,9 +166,13 @@ def _decompress(source, target, md5):
             for chunk in iter(lambda: src.read(1 << 20), b""):
                 digest.update(chunk)
                 dst.write(chunk)
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:  # zlib.error: damaged compressed data
         partial.unlink(missing_ok=True)
-        raise DataError(f"cannot decompress {source}: {exc}; replace it with the original file") from None
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or "truncated"
+        raise DataError(f"cannot decompress {source}: {reason}; replace it with the original file") from None
+    except BaseException:  # an interruption: no partial file left behind
+        partial.unlink(missing_ok=True)
+        raise
     if digest.hexdigest() != md5:
         partial.unlink()
         raise DataError(f"{source} decompresses to MD5 {digest.hexdigest()}, expected {md5}; "

@@ -75,6 +75,33 @@ def plot_training_curves(histories, labels=("train", "resume_train")):
     return fig
 
 
+def plot_training_log(rows):
+    """The loss of every step and the test metrics of every epoch of a 'train' run, from the rows
+    of its train_log.csv, in epochs; a dotted line marks each place where the run was continued."""
+    steps = [row for row in rows if row["loss"] is not None]
+    epochs = [row for row in rows if row["test_acc"] is not None]
+    per_epoch = max((row["global_step"] / row["epoch"] for row in epochs), default=None) or max(
+        (row["global_step"] for row in rows if row["epoch"] == 1), default=1)
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    loss_ax.plot([row["global_step"] / per_epoch for row in steps], [row["loss"] for row in steps], lw=0.6,
+                 color="C0", label="training step")
+    loss_ax.plot([row["global_step"] / per_epoch for row in epochs], [row["test_loss"] for row in epochs], "o-",
+                 color="C1", label="test set, after each epoch")
+    acc_ax.plot([row["global_step"] / per_epoch for row in epochs], [row["test_acc"] for row in epochs], "o-",
+                color="C1")
+    starts = [row["global_step"] - 1 for previous, row in zip(rows, rows[1:]) if row["run"] != previous["run"]]
+    for ax in (loss_ax, acc_ax):
+        for start in starts:
+            ax.axvline(start / per_epoch, color="gray", linestyle=":")
+    if starts:
+        loss_ax.plot([], [], color="gray", linestyle=":", label="continued here")
+    loss_ax.set(xlabel="epoch", ylabel="loss", yscale="log", title="Loss")
+    acc_ax.set(xlabel="epoch", ylabel="test accuracy", title="Test accuracy after each epoch")
+    loss_ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def show_if_interactive():
     """Show the figures where there is a display; headless backends (Agg) have nothing to show them on."""
     if plt.get_backend().lower() != "agg":

@@ -4,6 +4,7 @@ for bit, from the step it stopped at and with the same data order.
 The notebook's section "Surviving a crash" shows what it adds to MindSpore's own
 BackupAndRestore and OnRequestExit callbacks.
 """
+import csv
 import os
 import signal
 import sys
@@ -17,8 +18,8 @@ import numpy as np
 from mindspore import nn
 from mindspore.train import Callback, Model
 
-from checkpoint_files import FORMATS, CheckpointError, check_shapes, read_checkpoint, regular_checkpoints, run_info, \
-    write_checkpoint
+from checkpoint_files import FORMATS, CheckpointError, all_finite, check_shapes, read_checkpoint, \
+    regular_checkpoints, run_info, write_checkpoint
 from monitoring import ProgressBar
 
 
@@ -93,6 +94,8 @@ class CheckpointSaver(Callback):
             self._write(best, {"acc": acc, "loss": loss})
 
     def _write(self, path, metrics):
+        if not all_finite(self.network):  # StopOnNonFinite stops first; this is the last line of defence
+            raise Diverged(f"the parameters are no longer finite at global step {self.step}", self.last_saved)
         info = {"epoch_num": self.position()[0], "step_num": self.step, "seed": self.config.seed,
                 "steps_per_epoch": self.steps_per_epoch, "best_acc": self.best_acc, **metrics}
         write_checkpoint(self.network, path, info, self.config.ckpt_format)
@@ -154,6 +157,119 @@ class CheckpointSaver(Callback):
             if asked[option] != value:
                 raise CheckpointError(f"{path} was trained with {option} {value:g}, not {asked[option]:g}; "
                                       f"pass the same value to continue it exactly")
+
+
+def step_loss(cb_params):
+    """The loss of the step just done, as a Python float."""
+    outputs = cb_params.net_outputs
+    if isinstance(outputs, (tuple, list)):
+        outputs = outputs[0]
+    return float(np.mean(outputs.asnumpy())) if isinstance(outputs, ms.Tensor) else float(outputs)
+
+
+class Diverged(Exception):
+    """The loss or the parameters stopped being finite: training cannot go on."""
+
+    def __init__(self, what, kept=None):
+        kept = (f"the last checkpoint saved, {os.path.relpath(kept)}, is finite and kept" if kept
+                else "no checkpoint was saved")
+        super().__init__(f"{what}: training diverged and stopped without saving it; {kept} "
+                         f"(a smaller --lr avoids this)")
+
+
+class StopOnNonFinite(Callback):
+    """Stops training with `Diverged` as soon as a step's loss or the parameters it leaves are NaN or
+    Inf, before any later callback (a checkpoint, a best model) can save them. Put it first.
+
+    `position()` gives (epoch, step in epoch, global step); by default, from MindSpore's counts.
+    `kept()` gives the last checkpoint saved, to name in the message.
+    """
+
+    def __init__(self, position=None, kept=lambda: None):
+        super().__init__()
+        self.position, self.kept = position, kept
+
+    def on_train_step_end(self, run_context):
+        cb_params = run_context.original_args()
+        loss = step_loss(cb_params)
+        if np.isfinite(loss) and all_finite(cb_params.train_network):
+            return
+        if self.position:
+            epoch, step, global_step = self.position()
+        else:
+            global_step = cb_params.cur_step_num
+            epoch, step = cb_params.cur_epoch_num, (global_step - 1) % cb_params.batch_num + 1
+        what = f"the loss is {loss}" if not np.isfinite(loss) else f"the loss is {loss:.4g}, the parameters not finite,"
+        raise Diverged(f"{what} at epoch {epoch}, step {step} (global step {global_step})", self.kept())
+
+
+LOG_NAME = "train_log.csv"
+LOG_FIELDS = ("global_step", "epoch", "loss", "test_acc", "test_loss", "run")
+
+
+def read_log(path):
+    """The rows of a training log as dicts of numbers (None where empty); a row cut short by a
+    crash is left out."""
+    rows = []
+    try:
+        with open(path, newline="", encoding="utf-8") as file:
+            for row in csv.DictReader(file):
+                try:
+                    rows.append({key: (float(row[key]) if row[key] else None) for key in LOG_FIELDS})
+                except (TypeError, ValueError, KeyError):
+                    continue
+    except FileNotFoundError:
+        pass
+    return rows
+
+
+class TrainingLog(Callback):
+    """Appends each step's loss and each epoch's test metrics to <ckpt_dir>/train_log.csv.
+
+    `current_step()` is the number of steps done: put the log before the callback that counts them.
+
+    `start(step)` cuts the log back to global step `step`, where the run continues from, so that
+    it never holds a step trained twice; each process that continues the run gets a new `run`
+    number, which the curves mark.
+    """
+
+    def __init__(self, ckpt_dir, current_step, steps_per_epoch):
+        super().__init__()
+        self.path, self.current_step, self.steps_per_epoch = Path(ckpt_dir) / LOG_NAME, current_step, steps_per_epoch
+        self.file, self.writer, self.run = None, None, 1
+
+    def start(self, step):
+        kept = [row for row in read_log(self.path) if row["global_step"] <= step]
+        self.run = int(max(row["run"] for row in kept)) + 1 if kept else 1
+        partial = self.path.with_name("." + self.path.name)
+        with open(partial, "w", newline="", encoding="utf-8") as file:
+            writer = csv.writer(file)
+            writer.writerow(LOG_FIELDS)
+            writer.writerows([_log_cell(row[key]) for key in LOG_FIELDS] for row in kept)
+        os.replace(partial, self.path)
+        self.file = open(self.path, "a", newline="", encoding="utf-8")
+        self.writer = csv.writer(self.file)
+
+    def _append(self, step, loss=None, acc=None, test_loss=None):
+        epoch = (step - 1) // self.steps_per_epoch + 1
+        self.writer.writerow([step, epoch, *(_log_cell(v) for v in (loss, acc, test_loss)), self.run])
+        self.file.flush()
+
+    def on_train_step_end(self, run_context):  # before the CheckpointSaver counts the step: it is the next one
+        self._append(self.current_step() + 1, loss=step_loss(run_context.original_args()))
+
+    def epoch_metrics(self, metrics):
+        self._append(self.current_step(), acc=metrics.get("acc"), test_loss=metrics.get("loss"))
+
+    def close(self):
+        if self.file:
+            self.file.close()
+
+
+def _log_cell(value):
+    if value is None:
+        return ""
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else repr(float(value))
 
 
 class StopOnSignal(Callback):
@@ -222,13 +338,18 @@ def train_resumable(network, create_dataset, data_dir, ckpt_dir, config, auto_re
         print(f"Already trained for {config.num_epochs} epochs; nothing to do")
         return saver.last_saved
     stopper, progress = StopOnSignal(lambda: saver.step, stop_after_step), ProgressBar(config.num_epochs)
+    # the guard runs before the saver has counted the step: the step it checks is saver.step + 1
+    guard = StopOnNonFinite(lambda: (saver.step // steps_per_epoch + 1, saver.step % steps_per_epoch + 1,
+                                     saver.step + 1), lambda: saver.last_saved)
+    log = TrainingLog(ckpt_dir, lambda: saver.step, steps_per_epoch)
+    log.start(saver.step)
     stopper.install()
     try:
         start = time.perf_counter()
         while saver.step < config.num_epochs * steps_per_epoch and not stopper.should_stop(saver.step):
             epoch, done = divmod(saver.step, steps_per_epoch)
             data = epoch_dataset(create_dataset, data_dir, config.seed, epoch, config.steps_per_epoch, done, shard)
-            model.train(epoch + 1, data, callbacks=[progress, saver, stopper], initial_epoch=epoch,
+            model.train(epoch + 1, data, callbacks=[guard, log, progress, saver, stopper], initial_epoch=epoch,
                         dataset_sink_mode=False)
             if saver.step % steps_per_epoch:
                 break  # stopped mid-epoch
@@ -236,6 +357,7 @@ def train_resumable(network, create_dataset, data_dir, ckpt_dir, config, auto_re
             if config.evaluate and rank == 0:  # the test set is the same for every worker
                 metrics = {name: float(value) for name, value in
                            model.eval(create_dataset(data_dir, training=False), callbacks=progress).items()}
+                log.epoch_metrics(metrics)
                 saver.save_if_best(metrics["acc"], metrics["loss"])
             saver.save(**metrics)
             print(f"epoch {epoch + 1}/{config.num_epochs}: {time.perf_counter() - start:.1f} s, "
@@ -245,6 +367,7 @@ def train_resumable(network, create_dataset, data_dir, ckpt_dir, config, auto_re
             saver.save()
     finally:
         stopper.uninstall()
+        log.close()
     if stopper.received and saver.step >= config.num_epochs * steps_per_epoch:
         print(f"{signal.Signals(stopper.received[0]).name} arrived after the last step: training is complete, "
               f"saved {os.path.relpath(saver.last_saved)}", file=sys.stderr)

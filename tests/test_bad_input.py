@@ -133,8 +133,8 @@ def test_a_full_disk_while_saving_keeps_the_saved_checkpoints(cwd, mount_tmpfs, 
     assert line.endswith(": No space left on device; free some space or choose another --ckpt_dir "
                          "(the checkpoints already there are kept)")
     saved = sorted(p.name for p in ckpt_dir.iterdir())
-    assert saved == ["lenet-1_5.ckpt", "lenet-best.ckpt"]  # nothing partial, nothing hidden
-    assert all(read_checkpoint(ckpt_dir / name) for name in saved)  # CRC intact
+    assert saved == ["lenet-1_5.ckpt", "lenet-best.ckpt", "train_log.csv"]  # nothing partial, nothing hidden
+    assert all(read_checkpoint(ckpt_dir / name) for name in saved[:2])  # CRC intact
 
     mount_tmpfs("remount", "size=4m")  # the user makes room, and continues
     result = run_script(cwd, "train", "--num_epochs", "3", "--auto_resume", *options)
@@ -152,3 +152,35 @@ def test_a_full_disk_in_the_tutorials_own_steps_gives_one_line(cwd, mount_tmpfs,
     assert error_lines(result) == [f"error: No space left on device, with --ckpt_dir {small_disk}; free some "
                                    f"space or choose another --ckpt_dir (the files already saved are kept)"]
     assert read_checkpoint(small_disk / "lenet-1_5.ckpt")
+
+
+def test_damaged_gz_files_stop_before_training_and_leave_nothing_unpacked(cwd):
+    """The four .gz files in --data_url: the last one unpacked is damaged; the three before it go again."""
+    data = cwd / "data"
+    data.mkdir()
+    for gz in (ROOT / "MNIST").glob("*.gz"):
+        shutil.copy(gz, data)
+    bad = data / "t10k-labels-idx1-ubyte.gz"
+    damaged = bytearray(bad.read_bytes())
+    damaged[20:28] = bytes(b ^ 0xFF for b in damaged[20:28])  # inside the compressed data
+    bad.write_bytes(bytes(damaged))
+    result = run_script(cwd, "--data_url", "data")
+    assert result.returncode == 1
+    assert error_lines(result) == ["error: cannot decompress data/t10k-labels-idx1-ubyte.gz: Error -3 while "
+                                   "decompressing data: invalid bit length repeat; replace it with the original file"]
+    assert sorted(p.name for p in data.iterdir()) == sorted(p.name for p in (ROOT / "MNIST").glob("*.gz"))
+
+
+def test_a_damaged_shipped_copy_stops_the_tutorial_and_leaves_nothing_unpacked(project):
+    """The default --data_url: MNIST/ as shipped, in a scratch copy of the project."""
+    bad = project / "MNIST" / "t10k-labels-idx1-ubyte.gz"
+    truncated = bad.read_bytes()[:3000]
+    bad.unlink()  # a symlink to the real file, which must stay intact
+    bad.write_bytes(truncated)
+    result = subprocess.run([sys.executable, str(project / "main.py")], cwd=project, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 1
+    assert error_lines(result) == [f"error: cannot decompress {bad}: Compressed file ended before the "
+                                   f"end-of-stream marker was reached; replace it with the original file"]
+    assert sorted(p.name for p in (project / "MNIST").iterdir()) == sorted(
+        p.name for p in (ROOT / "MNIST").glob("*.gz"))

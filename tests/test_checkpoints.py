@@ -54,7 +54,10 @@ def trained(tmp_path_factory, small_mnist):
 def test_train_url_receives_the_checkpoints(trained):
     for fmt in ("ckpt", "safetensors"):
         published = {p.name: p.read_bytes() for p in (trained / f"published_{fmt}").iterdir()}
-        assert published == {p.name: p.read_bytes() for p in (trained / fmt).glob(f"lenet-*.{fmt}")}
+        expected = {p.name: p.read_bytes() for p in (trained / fmt).glob(f"lenet-*.{fmt}")}
+        expected["train_log.csv"] = (trained / fmt / "train_log.csv").read_bytes()  # and the run's curves
+        assert published.pop("train_curves.png").startswith(b"\x89PNG")
+        assert published == expected
         assert f"lenet-best.{fmt}" in published
 
 

@@ -92,3 +92,93 @@ def test_a_data_dir_that_is_missing_or_a_file_is_refused(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(DataError, match="it is a file"):
         prepare_mnist(tmp_path / "file")
+
+
+def _flip(at):
+    def flip(path):
+        data = bytearray(path.read_bytes())
+        start = at if at >= 0 else len(data) // 2
+        for i in range(start, start + 8):
+            data[i] ^= 0xFF
+        path.write_bytes(bytes(data))
+    return flip
+
+
+def _regzip_other_content(path):
+    with gzip.open(path, "wb") as f:
+        f.write(b"\0\0\x08\x01" + b"\0" * 500)  # a label header, but not MNIST's labels
+
+
+def _into_folder(path):
+    path.unlink()
+    path.mkdir()
+
+
+GZ_DAMAGES = {  # how a .gz file can arrive damaged, and what the one line says
+    "truncated": (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "cannot decompress"),
+    "bits flipped": (_flip(-1), "cannot decompress .*: CRC check failed"),
+    "deflate stream damaged": (_flip(20), "cannot decompress .*: Error -3 while decompressing data"),  # zlib.error
+    "not gzip": (lambda p: p.write_bytes(b"PK\x03\x04 a zip file, not gzip"), "cannot decompress"),
+    "other content": (_regzip_other_content, "decompresses to MD5 .*, expected"),
+    "empty": (lambda p: p.write_bytes(b""), "decompresses to MD5 .*, expected"),
+    "a folder": (_into_folder, "cannot decompress"),
+    "missing": (lambda p: p.unlink(), "missing .*: put the MNIST file there, or its gzip file at"),
+}
+LAST_GZ = "t10k-labels-idx1-ubyte.gz"  # unpacked last: the three before it must be removed again
+
+
+@pytest.mark.parametrize("damage", GZ_DAMAGES)
+def test_a_damaged_gz_file_is_named_and_nothing_is_left_half_unpacked(tmp_path, damage):
+    for gz in (ROOT / "MNIST").glob("*.gz"):
+        shutil.copy(gz, tmp_path)
+    bad = tmp_path / LAST_GZ
+    before = sorted(p.name for p in tmp_path.iterdir() if p != bad)
+    action, message = GZ_DAMAGES[damage]
+    action(bad)
+    with pytest.raises(DataError, match=message) as error:
+        prepare_mnist(tmp_path)
+    assert str(bad) in str(error.value) and "\n" not in str(error.value)
+    assert sorted(p.name for p in tmp_path.iterdir() if p != bad) == before  # no train/, test/, *.partial
+
+
+@pytest.mark.parametrize("damage", [d for d in GZ_DAMAGES if d not in ("missing", "a folder")])  # those download
+def test_a_damaged_shipped_copy_is_named_and_nothing_is_left_half_unpacked(tmp_path, monkeypatch, damage):
+    shipped = tmp_path / "MNIST"
+    shipped.mkdir()
+    for gz in (ROOT / "MNIST").glob("*.gz"):
+        shutil.copy(gz, shipped)
+    monkeypatch.setattr("mnist_data.SHIPPED_DIR", shipped)
+    action, message = GZ_DAMAGES[damage]
+    action(shipped / LAST_GZ)
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    with pytest.raises(DataError, match=message) as error:
+        prepare_mnist(data_dir)
+    assert str(shipped / LAST_GZ) in str(error.value)
+    assert not list(data_dir.iterdir()) and sorted(p.name for p in shipped.iterdir()) == sorted(
+        p.name for p in (ROOT / "MNIST").glob("*.gz"))
+
+
+IDX_DAMAGES = {
+    "truncated": (lambda p: p.write_bytes(p.read_bytes()[:-1]), "truncated or damaged"),
+    "extra bytes": (lambda p: p.write_bytes(p.read_bytes() + b"\0"), "truncated or damaged"),
+    "not IDX": (lambda p: p.write_bytes(b"PK\x03\x04" + p.read_bytes()[4:]), "is not an MNIST label file"),
+    "empty": (lambda p: p.write_bytes(b""), "is not an MNIST label file"),
+    "a folder": (_into_folder, "cannot read"),
+    "missing": (lambda p: p.unlink(), "missing .*: put the MNIST file there, or its gzip file at"),
+    "not digits": (lambda p: p.write_bytes(p.read_bytes()[:8] + b"\x0c" * (len(p.read_bytes()) - 8)),
+                   "has label 12, expected digits 0-9"),
+}
+
+
+@pytest.mark.parametrize("damage", IDX_DAMAGES)
+def test_a_damaged_idx_file_is_named(tiny_mnist, damage):
+    bad = tiny_mnist / "test" / "t10k-labels-idx1-ubyte"
+    action, message = IDX_DAMAGES[damage]
+    action(bad)
+    with pytest.raises(DataError, match=message) as error:
+        prepare_mnist(tiny_mnist)
+    assert str(bad) in str(error.value) and "\n" not in str(error.value)
+    assert sorted(p.name for p in tiny_mnist.rglob("*")) == sorted(
+        ["train", "test", "train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte"]
+        + ([] if damage == "missing" else ["t10k-labels-idx1-ubyte"]))

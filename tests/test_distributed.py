@@ -141,3 +141,44 @@ def test_every_command_finds_msrun_output_where_it_was_written(uninterrupted, sm
     assert resumed.returncode == 0, resumed.stderr
     assert re.search(r"Using \S+lenet-2_10\.ckpt \(latest: ", resumed.stdout)
     assert "epoch: 3 step: 2" in resumed.stdout
+
+
+def test_a_second_msrun_is_refused_but_the_workers_of_one_are_not(tmp_path, small_mnist):
+    args = ["train", "--num_epochs", "1000", "--steps_per_epoch", "5", "--data_url", str(small_mnist),
+            "--ckpt_dir", "busy", "--no_progress"]
+    first = start_msrun(tmp_path, "logs_1", *args)
+    try:
+        deadline = time.monotonic() + 300
+        while not (tmp_path / "busy" / "rank_1" / "lenet-1_5.ckpt").exists():  # both workers train
+            assert first.poll() is None, first.communicate()[0]
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        second = start_msrun(tmp_path, "logs_2", *args)
+        second.communicate(timeout=300)
+        assert second.returncode != 0
+        refused = [re.findall(r"^error: (busy\S*) is in use by another run \(pid (\d+): python .*main\.py train .*\); "
+                              r"wait for it to end, or choose another --ckpt_dir$", log, re.M)
+                   for log in worker_logs(tmp_path / "logs_2")]
+        assert [folder for found in refused for folder, _ in found] == ["busy", "busy/rank_1"], refused
+        alone = run_script(tmp_path, *args)  # nor may a single process train into an msrun's folder
+        assert alone.returncode == 1 and "error: busy is in use by another run (pid " in alone.stderr
+        assert first.poll() is None
+    finally:
+        kill_all(first)
+
+
+def test_a_diverging_msrun_stops_every_worker_and_saves_nothing_non_finite(tmp_path, small_mnist):
+    process = start_msrun(tmp_path, "logs", "train", "--num_epochs", "6", "--steps_per_epoch", "5", "--save_steps",
+                          "2", "--lr", "0.4", "--data_url", str(small_mnist), "--ckpt_dir", "nan", "--no_progress")
+    try:
+        process.communicate(timeout=600)
+    finally:
+        kill_all(process)
+    assert process.returncode != 0
+    for rank, log in enumerate(worker_logs(tmp_path / "logs")):
+        assert re.search(rf"^error: the loss is (nan|inf|-inf) at epoch \d, step \d \(global step \d+\): training "
+                         rf"diverged and stopped without saving it; the last checkpoint saved, "
+                         rf"nan/rank_{rank}/lenet-\d_\d\.ckpt, is finite and kept", log, re.M), log
+    files = list((tmp_path / "nan").rglob("*.ckpt"))
+    assert files and all(np.isfinite(value).all() for path in files  # the parameters; a test loss may be inf
+                         for value in network_parameters(path).values())

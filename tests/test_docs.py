@@ -5,7 +5,7 @@ import re
 import cli
 from conftest import ROOT
 
-COMMANDS = ("train", "resume", "infer", "list", "export")
+COMMANDS = ("train", "resume", "infer", "list", "export", "curves")
 
 
 def help_texts():

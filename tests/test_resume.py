@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from checkpoint_files import read_checkpoint, regular_checkpoints
-from conftest import run_script, script_command
+from conftest import ROOT, run_script, script_command
 
 RUN = ["train", "--num_epochs", "3", "--save_steps", "5", "--seed", "7"]
 
@@ -93,6 +93,7 @@ def test_interrupted_runs_continue_bit_for_bit(tmp_path, small_mnist, reference)
     ckpt_dir = project / "run"
     ckpt_dir.mkdir()
     starts, killed_mid_save = [], 0
+    continued = ["--auto_resume", *RUN[1:], "--data_url", str(small_mnist), "--ckpt_dir", "run"]  # the exact command
     for sig, name, mid_save in INTERRUPTIONS:
         code, out, err, half_written = interrupt(project, args, ckpt_dir, sig, name, mid_save)
         starts += re.findall(r"Continuing from run/(\S+):", out)
@@ -104,7 +105,7 @@ def test_interrupted_runs_continue_bit_for_bit(tmp_path, small_mnist, reference)
             expected = {signal.SIGINT: (130, 143), signal.SIGTERM: (143,)}[sig]
             assert code in expected, err
             assert re.search(r"Training stopped by SIG(INT|TERM) at lenet-\d_\d+; saved run/lenet-", err)
-            assert "To continue: python main.py train --auto_resume --ckpt_dir run" in err
+            assert f"To continue: python {ROOT / 'main.py'} train {' '.join(continued)}\n" in err
             assert "Traceback" not in err
     final = run_script(project, *args)
     assert final.returncode == 0, final.stderr
