@@ -27,9 +27,10 @@ def without_widgets(notebook):
     """Drop widget views from the outputs, and the widget state from the metadata."""
     notebook.metadata.pop("widgets", None)
     for cell in notebook.cells:
-        for output in cell.get("outputs", []):
-            output.get("data", {}).pop(WIDGET_VIEW, None)
-        cell["outputs"] = [o for o in cell.get("outputs", []) if o.get("data", True)]
+        if cell.cell_type == "code":
+            for output in cell.outputs:
+                output.get("data", {}).pop(WIDGET_VIEW, None)
+            cell.outputs = [output for output in cell.outputs if output.get("data", True)]
     return notebook
 
 

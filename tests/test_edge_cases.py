@@ -196,7 +196,7 @@ def test_7_options_before_the_command_are_honoured(tmp_path, small_mnist):
     result = run_script(tmp_path, "--steps_per_epoch", "3", "--ckpt_dir", "b2", "--data_url", str(small_mnist),
                         "train", "--num_epochs", "1", "--no_eval")
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in (tmp_path / "b2").iterdir()) == ["lenet-1_3.ckpt"]
+    assert sorted(p.name for p in (tmp_path / "b2").glob("*.ckpt")) == ["lenet-1_3.ckpt"]
     result = run_script(tmp_path, "--ckpt_dir", "b2", "list")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[1].startswith("lenet-1_3.ckpt ")

@@ -109,7 +109,7 @@ def test_a_signal_during_the_tutorial_names_the_checkpoint_and_the_command(tmp_p
 
 def test_a_signal_during_resume_names_its_newest_checkpoint(tmp_path, small_mnist):
     data = ["--data_url", str(small_mnist), *QUICK]
-    assert run_script(tmp_path, "train", "--num_epochs", "1", *data).returncode == 0
+    assert run_script(tmp_path, "train", "--num_epochs", "1", "--ckpt_dir", "ckpt", *data).returncode == 0
     process = start(tmp_path, "resume", "--ckpt", "ckpt/lenet-1_5.ckpt", "--num_epochs", "100", *data)
     wait_for(process, (tmp_path / "ckpt" / "lenet_1-3_5.ckpt").exists, "the resumed run's second checkpoint")
     process.send_signal(signal.SIGTERM)
@@ -171,7 +171,8 @@ def test_a_diverging_run_stops_at_once_and_keeps_its_finite_checkpoints(tmp_path
 
 
 def test_a_diverging_resume_in_the_tutorials_steps_saves_nothing_non_finite(tmp_path, small_mnist):
-    first = run_script(tmp_path, "train", "--num_epochs", "1", "--data_url", str(small_mnist), *QUICK)
+    first = run_script(tmp_path, "train", "--num_epochs", "1", "--ckpt_dir", "ckpt", "--data_url", str(small_mnist),
+                       *QUICK)
     assert first.returncode == 0, first.stderr
     result = run_script(tmp_path, "resume", "--ckpt", "ckpt/lenet-1_5.ckpt", "--lr", "1000", "--ckpt_dir", "tut",
                         "--data_url", str(small_mnist), *QUICK)
@@ -187,7 +188,7 @@ def test_a_diverging_resume_in_the_tutorials_steps_saves_nothing_non_finite(tmp_
 def test_the_log_holds_every_step_once_across_interruptions(tmp_path, small_mnist):
     args = ["train", "--num_epochs", "3", "--save_steps", "3", "--seed", "2", "--auto_resume",
             "--data_url", str(small_mnist), *QUICK]
-    log_file = tmp_path / "ckpt" / "train_log.csv"
+    log_file = tmp_path / "ckpt" / "train" / "train_log.csv"  # train's default folder
 
     def logged_steps(run=None):
         steps = []
