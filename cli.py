@@ -1,6 +1,9 @@
 """The command line of main.py: its options, and the checks that turn bad input into one line."""
 import argparse
+import ctypes
+import logging
 import os
+import platform
 import sys
 import tempfile
 from pathlib import Path
@@ -12,6 +15,20 @@ from plotting import show_if_interactive
 from resumable import TrainingInterrupted
 
 BACKENDS = ("Ascend", "GPU", "CPU")
+# What MindSpore 2.10.0's GPU plugin (lib/plugin/libmindspore_gpu.so.11.6) links against, read from
+# its ELF header (readelf -d): CUDA 11.6 or later 11.x, cuDNN 8, and the NVIDIA driver. Its other
+# plugin, .so.11.1, differs only in libnvrtc.so.11.1.
+CUDA_LIBRARIES = {
+    "libcuda.so.1": "the NVIDIA driver",
+    "libcudart.so.11.0": "the CUDA 11 runtime",
+    "libcublas.so.11": "cuBLAS of CUDA 11",
+    "libcufft.so.10": "cuFFT of CUDA 11",
+    "libcurand.so.10": "cuRAND of CUDA 11",
+    "libcusolver.so.11": "cuSOLVER of CUDA 11",
+    "libcusparse.so.11": "cuSPARSE of CUDA 11",
+    "libnvrtc.so.11.2": "NVRTC of CUDA 11.2 or later",
+    "libcudnn.so.8": "cuDNN 8",
+}
 
 
 class UsageError(Exception):
@@ -22,6 +39,13 @@ def positive_int(text):
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def device_number(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or a positive integer, got {text}")
     return value
 
 
@@ -52,6 +76,10 @@ def build_parser():
     common.add_argument("--device_target", choices=BACKENDS, default=None,
                         help="backend to run on (default: the best available, in the order "
                              "Ascend, GPU, CPU)")
+    common.add_argument("--device_id", type=device_number, default=None, metavar="N",
+                        help="which GPU or Ascend card of this host to use, from 0; the environment "
+                             "variable DEVICE_ID sets it too; ignored on CPU and under msrun, which "
+                             "assigns the cards itself (default: DEVICE_ID, or 0)")
     common.add_argument("--ckpt_dir", default="ckpt", help="folder for the checkpoint files (default: ckpt)")
     common.add_argument("--no_progress", action="store_true",
                         help="no progress bars (default: bars on a terminal, none when output goes to a "
@@ -117,6 +145,65 @@ def parse_args(argv=None):
     return args
 
 
+def missing_cuda_libraries(load=ctypes.CDLL):
+    """The libraries of CUDA_LIBRARIES that the dynamic loader cannot find, as 'name (what)'."""
+    missing = []
+    for name, what in CUDA_LIBRARIES.items():
+        try:
+            load(name)
+        except OSError:
+            missing.append(f"{name} ({what})")
+    return missing
+
+
+def best_available():
+    logging.disable(logging.WARNING)  # probing a device that is not installed logs a warning
+    import mindspore as ms
+    found = next(d for d in BACKENDS if getattr(ms.device_context, d.lower()).is_available())
+    logging.disable(logging.NOTSET)
+    return found
+
+
+def check_device(args, load=ctypes.CDLL):
+    """Before MindSpore starts on a device: for a GPU, say which CUDA libraries are missing; set
+    args.device_id from --device_id or DEVICE_ID, or to None where it means nothing."""
+    wants_gpu = args.device_target == "GPU"
+    if wants_gpu and (platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64")):
+        raise UsageError(f"MindSpore 2.10.0 has GPU support on Linux x86_64 only, not on "
+                         f"{platform.system()} {platform.machine()}; use --device_target CPU")
+    has_driver = platform.system() == "Linux" and load_ok(load, "libcuda.so.1")  # an NVIDIA GPU is there
+    if wants_gpu or (args.device_target is None and has_driver):
+        missing = missing_cuda_libraries(load)
+        if missing:
+            message = (f"MindSpore 2.10.0 on GPU needs CUDA 11.6 (11.1 to 11.8 work) with cuDNN 8.5 and the NVIDIA "
+                       f"driver; the loader cannot find {', '.join(missing)}; install them and add their "
+                       f"folder to LD_LIBRARY_PATH")
+            if wants_gpu:
+                raise UsageError(message + ", or use --device_target CPU")
+            print(f"Not using the GPU: {message}")
+    in_msrun = "MS_WORKER_NUM" in os.environ
+    if args.device_id is not None and in_msrun:
+        raise UsageError("msrun assigns a device to each worker itself; leave out --device_id")
+    if args.device_id is None and not in_msrun and os.environ.get("DEVICE_ID", "").strip():
+        try:
+            args.device_id = device_number(os.environ["DEVICE_ID"])
+        except (ValueError, argparse.ArgumentTypeError):
+            raise UsageError(f"the environment variable DEVICE_ID must be 0 or a positive integer, "
+                             f"got {os.environ['DEVICE_ID']!r}") from None
+    if args.device_id and (args.device_target or best_available()) == "CPU":
+        print(f"Ignoring device id {args.device_id}: MindSpore's CPU backend is one device, id 0, "
+              f"which uses all the cores")
+        args.device_id = None
+
+
+def load_ok(load, name):
+    try:
+        load(name)
+        return True
+    except OSError:
+        return False
+
+
 def make_writable_dir(path, option):
     try:
         os.makedirs(path, exist_ok=True)
@@ -157,6 +244,7 @@ def run(main, argv=None):
         if args.command == "list":
             print(table(args.ckpt_dir))
             return
+        check_device(args)
         outputs = main(args)
         if args.train_url:
             publish(outputs, args.train_url)

@@ -41,8 +41,10 @@ class ProgressBar(Callback):
         else:
             self.bar = tqdm(total=total, desc=description, unit="step", dynamic_ncols=True)
 
-    def _advance(self, **postfix):
-        self.bar.update()
+    def _advance(self, cb_params, **postfix):
+        # To the step reached in this epoch: with dataset sink mode (Ascend, GPU) the callback fires
+        # once per sink of many steps, and cur_step_num, which counts all epochs, grows by the sink size.
+        self.bar.update((cb_params.cur_step_num - 1) % cb_params.batch_num + 1 - self.bar.n)
         if postfix:
             self.bar.set_postfix(postfix, refresh=False)
         if self.bar.n >= self.bar.total:
@@ -66,16 +68,22 @@ class ProgressBar(Callback):
 
     def on_train_step_end(self, run_context):
         if self.bar is not None:
-            self._advance(loss=f"{loss_value(run_context.original_args().net_outputs):.4f}")
+            params = run_context.original_args()
+            self._advance(params, loss=f"{loss_value(params.net_outputs):.4f}")
 
     def on_eval_begin(self, run_context):
         self._open(run_context.original_args().batch_num, "test")
 
     def on_eval_step_end(self, run_context):
         if self.bar is not None:
-            self._advance()
+            self._advance(run_context.original_args())
 
     def on_train_epoch_end(self, run_context):
         self._close()  # a stopped epoch ends early
 
-    on_eval_end = on_train_end = on_train_epoch_end
+    on_train_end = on_train_epoch_end
+
+    def on_eval_end(self, run_context):
+        if self.bar is not None:  # an evaluation always ends complete; in sink mode its one callback
+            self.bar.update(self.bar.total - self.bar.n)  # came after the first sink (cur_step_num 1)
+        self._close()

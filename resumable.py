@@ -154,8 +154,12 @@ class StopOnSignal(Callback):
         self.current_step, self.stop_after_step = current_step, stop_after_step
         self.received, self.previous = [], {}
 
+    # SIGBREAK (Ctrl-Break) exists on Windows only; there SIGTERM is never delivered by another process
+    # (TerminateProcess cannot be caught), so Ctrl-C and Ctrl-Break are the clean stops.
+    SIGNALS = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGBREAK") if hasattr(signal, name)]
+
     def install(self):
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in self.SIGNALS:
             self.previous[sig] = signal.getsignal(sig)
             signal.signal(sig, lambda signum, _: self.received.append(signum))
 
