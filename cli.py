@@ -196,6 +196,12 @@ def check_device(args, load=ctypes.CDLL):
         args.device_id = None
 
 
+def sink_mode_for_tests():
+    """TUTORIAL_SINK_MODE=1 makes the tutorial's training ask for dataset sink mode on any device
+    (tests use it on CPU); unset, run_training decides: sink mode on Ascend only."""
+    return True if os.environ.get("TUTORIAL_SINK_MODE") == "1" else None
+
+
 def load_ok(load, name):
     try:
         load(name)

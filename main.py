@@ -733,7 +733,7 @@ def main(args):
         ckpt_file = resolve(args.ckpt, args.ckpt_dir, LeNet5())
         return [ckpt_file, *cli.save_figures(prediction_figures(data_dir, ckpt_file))]
     cli.make_writable_dir(args.ckpt_dir, "--ckpt_dir")
-    options = {"ckpt_dir": args.ckpt_dir, "steps_per_epoch": args.steps_per_epoch}
+    options = {"ckpt_dir": args.ckpt_dir, "steps_per_epoch": args.steps_per_epoch, "sink": cli.sink_mode_for_tests()}
     if args.command == "train":
         config = TrainConfig(args.num_epochs, args.lr, args.seed, args.steps_per_epoch, args.save_steps,
                              args.evaluate, args.ckpt_format)
