@@ -44,6 +44,14 @@ def read_checkpoint(path):
                               f"use another checkpoint file") from None
 
 
+def shown(path):
+    """`path` relative to the current folder, or absolute where it cannot be (Windows: another drive)."""
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return os.path.abspath(path)
+
+
 def disk_full(error):
     """Whether `error` reports a full disk: by an OSError's errno, or by safetensors' message."""
     return getattr(error, "errno", None) == errno.ENOSPC or "No space left" in str(error)

@@ -610,7 +610,7 @@ def compare(name, params, steps):
 # interruption, after step 300, then `auto_resume`:
 
 # %%
-from checkpoint_files import read_checkpoint, table
+from checkpoint_files import read_checkpoint, shown, table
 from resumable import TrainConfig, train_resumable
 
 # %% active="ipynb"
@@ -683,7 +683,7 @@ def export_model(ckpt_file, file_format="MINDIR", file_name="lenet5"):
     example = ms.Tensor(np.zeros(EXPORT_INPUT_SHAPE, np.float32))
     ms.export(load_weights(ckpt_file), example, file_name=file_name, file_format=file_format)
     path = Path(f"{file_name}.{file_format.lower()}")
-    print(f"Exported {os.path.relpath(ckpt_file)} to {path}, input shape {EXPORT_INPUT_SHAPE}")
+    print(f"Exported {shown(ckpt_file)} to {path}, input shape {EXPORT_INPUT_SHAPE}")
     return path
 
 

@@ -17,7 +17,7 @@ from mindspore import nn
 from mindspore.train import Callback, Model
 
 from checkpoint_files import CheckpointError, check_shapes, read_checkpoint, regular_checkpoints, run_info, \
-    write_checkpoint
+    shown, write_checkpoint
 from monitoring import ProgressBar
 
 
@@ -122,7 +122,7 @@ class CheckpointSaver(Callback):
             self.best_acc = info["best_acc"]
             epoch, step = self.position()
             best = f", best acc {self.best_acc:.4f}" if self.best_acc >= 0 else ""
-            print(f"Continuing from {os.path.relpath(path)}: epoch {epoch}, step {step}{best}")
+            print(f"Continuing from {shown(path)}: epoch {epoch}, step {step}{best}")
             return
         print("Starting a new run" + (": no intact checkpoint to continue from" if existing else ""))
 
@@ -181,7 +181,7 @@ class TrainingInterrupted(Exception):
     def __init__(self, signum, path):
         self.exit_code = 128 + signum
         super().__init__(f"stopped by {signal.Signals(signum).name} at {path.name.rsplit('.', 1)[0]}; "
-                         f"saved {os.path.relpath(path)}")
+                         f"saved {shown(path)}")
 
 
 def train_resumable(network, create_dataset, data_dir, ckpt_dir, config, auto_resume=False,
@@ -237,5 +237,5 @@ def train_resumable(network, create_dataset, data_dir, ckpt_dir, config, auto_re
     if stopper.received:
         raise TrainingInterrupted(stopper.received[0], saver.last_saved)
     if saver.step < config.num_epochs * steps_per_epoch:
-        print(f"Stopped after step {saver.step} as asked; saved {os.path.relpath(saver.last_saved)}")
+        print(f"Stopped after step {saver.step} as asked; saved {shown(saver.last_saved)}")
     return saver.last_saved
