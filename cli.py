@@ -16,7 +16,7 @@ from resumable import TrainingInterrupted
 
 BACKENDS = ("Ascend", "GPU", "CPU")
 # What MindSpore 2.10.0's GPU plugin (lib/plugin/libmindspore_gpu.so.11.6) links against, read from
-# its ELF header (readelf -d): CUDA 11.6 or later 11.x, cuDNN 8, and the NVIDIA driver. Its other
+# its ELF header (readelf -d): CUDA 11 (NVRTC of 11.2 or later), cuDNN 8, and the NVIDIA driver. Its other
 # plugin, .so.11.1, differs only in libnvrtc.so.11.1.
 CUDA_LIBRARIES = {
     "libcuda.so.1": "the NVIDIA driver",
@@ -175,8 +175,8 @@ def check_device(args, load=ctypes.CDLL):
     if wants_gpu or (args.device_target is None and has_driver):
         missing = missing_cuda_libraries(load)
         if missing:
-            message = (f"MindSpore 2.10.0 on GPU needs CUDA 11.6 (11.1 to 11.8 work) with cuDNN 8.5 and the NVIDIA "
-                       f"driver; the loader cannot find {', '.join(missing)}; install them and add their "
+            message = (f"MindSpore 2.10.0 on GPU needs the NVIDIA driver, CUDA 11.6 and cuDNN 8.5; "
+                       f"the loader cannot find {', '.join(missing)}; install them and add their "
                        f"folder to LD_LIBRARY_PATH")
             if wants_gpu:
                 raise UsageError(message + ", or use --device_target CPU")
