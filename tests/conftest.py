@@ -108,6 +108,7 @@ def find_python(version):
     return found[-1] if found else None
 
 
+@pytest.hookimpl(trylast=True)  # after -k and -m have deselected
 def pytest_collection_modifyitems(session, config, items):
     import os
     import tempfile
