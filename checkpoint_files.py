@@ -44,6 +44,14 @@ def read_checkpoint(path):
                               f"use another checkpoint file") from None
 
 
+def shown(path):
+    """`path` relative to the current folder, or absolute where it cannot be (Windows: another drive)."""
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return os.path.abspath(path)
+
+
 def disk_full(error):
     """Whether `error` reports a full disk: by an OSError's errno, or by safetensors' message."""
     return getattr(error, "errno", None) == errno.ENOSPC or "No space left" in str(error)
@@ -207,14 +215,23 @@ def run_files(ckpt_file):
 
 def publish_durably(partial, path):
     """Give the finished file `partial` the name `path`, its data and its new name both on disk
-    first, so that a crash at any moment leaves either the old state or the complete file."""
+    first, so that a crash at any moment leaves either the old state or the complete file.
+
+    Where the OS cannot open a folder (Windows: no os.O_DIRECTORY), the new name is not synced
+    separately: os.replace is MoveFileEx with MOVEFILE_REPLACE_EXISTING there, and NTFS journals
+    the rename itself, so a crash still leaves the old file or the complete new one."""
     _fsync(partial)
     os.replace(partial, path)
-    _fsync(Path(path).parent)
+    if hasattr(os, "O_DIRECTORY"):
+        _fsync(Path(path).parent)
 
 
 def _fsync(path):
-    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if Path(path).is_dir() else 0))
+    if Path(path).is_dir():
+        flags = os.O_RDONLY | os.O_DIRECTORY
+    else:  # Windows flushes (FlushFileBuffers) only a handle open for writing
+        flags = os.O_RDONLY if hasattr(os, "O_DIRECTORY") else os.O_RDWR | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags)
     try:
         os.fsync(fd)
     finally:

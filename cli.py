@@ -1,6 +1,9 @@
 """The command line of main.py: its options, and the checks that turn bad input into one line."""
 import argparse
+import ctypes
+import logging
 import os
+import platform
 import shlex
 import shutil
 import signal
@@ -8,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from checkpoint_files import CheckpointError, claim_folder, disk_full, newest_checkpoint, release_folders, table
+from checkpoint_files import CheckpointError, claim_folder, disk_full, newest_checkpoint, release_folders, shown, table
 from cloud_storage import StorageError, check_reachable, publish
 from mnist_data import SHIPPED_DIR, DataError
 from plotting import plot_training_log, show_if_interactive
@@ -16,6 +19,20 @@ from resumable import LOG_NAME, Diverged, StopOnNonFinite, TrainingInterrupted, 
 
 BACKENDS = ("Ascend", "GPU", "CPU")
 DEFAULT_TRAIN_DIR = "ckpt/train"  # train's own folder, beside the tutorial's files in ckpt/
+# What MindSpore 2.10.0's GPU plugin (lib/plugin/libmindspore_gpu.so.11.6) links against, read from
+# its ELF header (readelf -d): CUDA 11 (NVRTC of 11.2 or later), cuDNN 8, and the NVIDIA driver. Its other
+# plugin, .so.11.1, differs only in libnvrtc.so.11.1.
+CUDA_LIBRARIES = {
+    "libcuda.so.1": "the NVIDIA driver",
+    "libcudart.so.11.0": "the CUDA 11 runtime",
+    "libcublas.so.11": "cuBLAS of CUDA 11",
+    "libcufft.so.10": "cuFFT of CUDA 11",
+    "libcurand.so.10": "cuRAND of CUDA 11",
+    "libcusolver.so.11": "cuSOLVER of CUDA 11",
+    "libcusparse.so.11": "cuSPARSE of CUDA 11",
+    "libnvrtc.so.11.2": "NVRTC of CUDA 11.2 or later",
+    "libcudnn.so.8": "cuDNN 8",
+}
 
 
 class UsageError(Exception):
@@ -26,6 +43,13 @@ def positive_int(text):
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def device_number(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or a positive integer, got {text}")
     return value
 
 
@@ -68,6 +92,10 @@ def add_common_options(parser, suppress=False):
     parser.add_argument("--device_target", choices=BACKENDS, default=default(None),
                         help="backend to run on (default: the best available, in the order "
                              "Ascend, GPU, CPU)")
+    parser.add_argument("--device_id", type=device_number, default=default(None), metavar="N",
+                        help="which GPU or Ascend card of this host to use, from 0; the environment "
+                             "variable DEVICE_ID sets it too; ignored on CPU and under msrun, which "
+                             "assigns the cards itself (default: DEVICE_ID, or 0)")
     parser.add_argument("--no_progress", action="store_true", default=default(False),
                         help="no progress bars (default: bars on a terminal, none when output goes to a "
                              "file or a pipe)")
@@ -190,6 +218,71 @@ def parse_args(argv=None):
     return args
 
 
+def missing_cuda_libraries(load=ctypes.CDLL):
+    """The libraries of CUDA_LIBRARIES that the dynamic loader cannot find, as 'name (what)'."""
+    missing = []
+    for name, what in CUDA_LIBRARIES.items():
+        try:
+            load(name)
+        except OSError:
+            missing.append(f"{name} ({what})")
+    return missing
+
+
+def best_available():
+    logging.disable(logging.WARNING)  # probing a device that is not installed logs a warning
+    import mindspore as ms
+    found = next(d for d in BACKENDS if getattr(ms.device_context, d.lower()).is_available())
+    logging.disable(logging.NOTSET)
+    return found
+
+
+def check_device(args, load=ctypes.CDLL):
+    """Before MindSpore starts on a device: for a GPU, say which CUDA libraries are missing; set
+    args.device_id from --device_id or DEVICE_ID, or to None where it means nothing."""
+    wants_gpu = args.device_target == "GPU"
+    if wants_gpu and (platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64")):
+        raise UsageError(f"MindSpore 2.10.0 has GPU support on Linux x86_64 only, not on "
+                         f"{platform.system()} {platform.machine()}; use --device_target CPU")
+    has_driver = platform.system() == "Linux" and load_ok(load, "libcuda.so.1")  # an NVIDIA GPU is there
+    if wants_gpu or (args.device_target is None and has_driver):
+        missing = missing_cuda_libraries(load)
+        if missing:
+            message = (f"MindSpore 2.10.0 on GPU needs the NVIDIA driver, CUDA 11.6 and cuDNN 8.5; "
+                       f"the loader cannot find {', '.join(missing)}; install them and add their "
+                       f"folder to LD_LIBRARY_PATH")
+            if wants_gpu:
+                raise UsageError(message + ", or use --device_target CPU")
+            print(f"Not using the GPU: {message}")
+    in_msrun = "MS_WORKER_NUM" in os.environ
+    if args.device_id is not None and in_msrun:
+        raise UsageError("msrun assigns a device to each worker itself; leave out --device_id")
+    if args.device_id is None and not in_msrun and os.environ.get("DEVICE_ID", "").strip():
+        try:
+            args.device_id = device_number(os.environ["DEVICE_ID"])
+        except (ValueError, argparse.ArgumentTypeError):
+            raise UsageError(f"the environment variable DEVICE_ID must be 0 or a positive integer, "
+                             f"got {os.environ['DEVICE_ID']!r}") from None
+    if args.device_id and (args.device_target or best_available()) == "CPU":
+        print(f"Ignoring device id {args.device_id}: MindSpore's CPU backend is one device, id 0, "
+              f"which uses all the cores")
+        args.device_id = None
+
+
+def sink_mode_for_tests():
+    """TUTORIAL_SINK_MODE=1 makes the tutorial's training ask for dataset sink mode on any device
+    (tests use it on CPU); unset, run_training decides: sink mode on Ascend only."""
+    return True if os.environ.get("TUTORIAL_SINK_MODE") == "1" else None
+
+
+def load_ok(load, name):
+    try:
+        load(name)
+        return True
+    except OSError:
+        return False
+
+
 def make_writable_dir(path, option):
     try:
         os.makedirs(path, exist_ok=True)
@@ -225,7 +318,7 @@ def export_file(args, export, ckpt_file):
         except OSError as error:
             raise UsageError(f"cannot write {path}: {error.strerror}; pass a --file_name in a folder "
                              f"you can write to") from None
-    print(f"Exported {os.path.relpath(ckpt_file)} to {path}, input shape (32, 1, 32, 32)")
+    print(f"Exported {shown(ckpt_file)} to {path}, input shape (32, 1, 32, 32)")
     return path
 
 
@@ -299,6 +392,7 @@ def run(main, argv=None):
             save_curves(args.ckpt_dir, required=True)
             show_if_interactive()
             return
+        check_device(args)
         outputs = main(args)
         if args.train_url:
             publish(outputs, args.train_url)
@@ -371,12 +465,12 @@ def stop_message(args, argv, signum):
     ckpt_dir = args.ckpt_dir if args.command != "train" else _train_folder(args.ckpt_dir)
     last = newest_checkpoint(ckpt_dir)
     if args.command == "train":
-        kept = f"the newest checkpoint is {os.path.relpath(last)}" if last else "no checkpoint was saved yet"
+        kept = f"the newest checkpoint is {shown(last)}" if last else "no checkpoint was saved yet"
         return f"Stopped by {name} before training started; {kept}. To continue: {continue_command(args, argv)}"
     if last is None:
         return f"Stopped by {name}; no checkpoint was saved yet. To start again: {continue_command(args, argv)}"
-    return (f"Stopped by {name}; the last complete checkpoint is {os.path.relpath(last)}. To continue from it: "
-            f"{continue_command(args, argv, os.path.relpath(last))}")
+    return (f"Stopped by {name}; the last complete checkpoint is {shown(last)}. To continue from it: "
+            f"{continue_command(args, argv, shown(last))}")
 
 
 def _train_folder(ckpt_dir):

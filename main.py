@@ -93,8 +93,8 @@ np.set_printoptions(legacy="1.25")  # print metrics as 0.98, not np.float64(0.98
 
 
 # %%
-def set_device(device_target=None):
-    """Run on `device_target`, or on the best device available; return its name."""
+def set_device(device_target=None, device_id=None):
+    """Run on `device_target` (card `device_id`), or on the best device available; return its name."""
     logging.disable(logging.WARNING)  # probing a device that is not installed logs a warning
     available = [d for d in ("Ascend", "GPU", "CPU") if getattr(ms.device_context, d.lower()).is_available()]
     logging.disable(logging.NOTSET)
@@ -102,10 +102,10 @@ def set_device(device_target=None):
     if device_target not in available:
         raise ValueError(f"device_target {device_target} is not available here; available: {', '.join(available)}")
     try:
-        ms.set_device(device_target)
+        ms.set_device(device_target, device_id)
     except RuntimeError:  # MindSpore keeps the device it started on
+        ms.set_device(*ms.get_current_device())  # the failed call has already changed the context's device_target
         current = ms.get_current_device().device_target
-        ms.set_device(current)  # the failed call has already changed the context's device_target
         print(f"MindSpore already runs on {current}; restart the kernel to switch to {device_target}")
         return current
     ms.set_context(mode=ms.GRAPH_MODE)
@@ -243,7 +243,7 @@ class SaveBest(Callback):
 
 # %%
 def run_training(net, opt, data_dir, num_epochs, initial_epoch=0, ckpt_dir="ckpt", ckpt_name="lenet",
-                 steps_per_epoch=None, callbacks=()):
+                 steps_per_epoch=None, callbacks=(), sink=None):
     """Train with a checkpoint each epoch and an evaluation after it; return (last, best) checkpoint."""
     ds_train = create_dataset(data_dir)
     if steps_per_epoch:  # a shorter epoch, for a quick run
@@ -260,7 +260,7 @@ def run_training(net, opt, data_dir, num_epochs, initial_epoch=0, ckpt_dir="ckpt
 
     loss = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
     model = Model(net, loss, opt, metrics={"acc", "loss"})
-    sink = ms.get_context("device_target") == "Ascend"  # Ascend feeds whole epochs to the device
+    sink = ms.get_context("device_target") == "Ascend" if sink is None else sink  # Ascend: whole epochs at once
     model.fit(initial_epoch + num_epochs, ds_train, ds_eval, callbacks=[*callbacks, loss_cb, ckpt_cb, best_cb],
               dataset_sink_mode=sink, valid_dataset_sink_mode=sink, initial_epoch=initial_epoch)
     last = os.path.join(ckpt_dir, os.path.basename(ckpt_cb.latest_ckpt_file_name))  # as we named the folder
@@ -611,7 +611,7 @@ def compare(name, params, steps):
 # interruption, after step 300, then `auto_resume`:
 
 # %%
-from checkpoint_files import read_checkpoint, table
+from checkpoint_files import read_checkpoint, shown, table
 from resumable import TrainConfig, train_resumable
 
 # %% active="ipynb"
@@ -724,7 +724,7 @@ from plotting import plot_confusion_matrix, plot_misclassified, plot_training_cu
 def main(args):
     """Run the command in `args` (see cli.py); return the files to copy to --train_url."""
     try:
-        set_device(args.device_target)
+        set_device(args.device_target, args.device_id)
     except ValueError as error:
         raise cli.UsageError(error) from None
     shard = init_data_parallel()
@@ -738,7 +738,7 @@ def main(args):
         ckpt_file = resolve(args.ckpt, args.ckpt_dir, LeNet5())
         return [ckpt_file, *cli.save_figures(prediction_figures(data_dir, ckpt_file))]
     cli.claim_dir(args.ckpt_dir, shard)
-    options = {"ckpt_dir": args.ckpt_dir, "steps_per_epoch": args.steps_per_epoch}
+    options = {"ckpt_dir": args.ckpt_dir, "steps_per_epoch": args.steps_per_epoch, "sink": cli.sink_mode_for_tests()}
     if args.command == "train":
         config = TrainConfig(args.num_epochs, args.lr, args.seed, args.steps_per_epoch, args.save_steps,
                              args.evaluate, args.ckpt_format)

@@ -41,8 +41,8 @@ class ProgressBar(Callback):
         else:
             self.bar = tqdm(total=total, desc=description, unit="step", dynamic_ncols=True)
 
-    def _advance(self, **postfix):
-        self.bar.update()
+    def _advance(self, steps=1, **postfix):
+        self.bar.update(steps)
         if postfix:
             self.bar.set_postfix(postfix, refresh=False)
         if self.bar.n >= self.bar.total:
@@ -66,16 +66,25 @@ class ProgressBar(Callback):
 
     def on_train_step_end(self, run_context):
         if self.bar is not None:
-            self._advance(loss=f"{loss_value(run_context.original_args().net_outputs):.4f}")
+            # To the step reached in this epoch: in dataset sink mode (Ascend) this callback fires once per
+            # sink of many steps, and cur_step_num, which counts from the start of the call, grows by the sink size.
+            params = run_context.original_args()
+            reached = (params.cur_step_num - 1) % params.batch_num + 1
+            self._advance(reached - self.bar.n, loss=f"{loss_value(params.net_outputs):.4f}")
 
     def on_eval_begin(self, run_context):
         self._open(run_context.original_args().batch_num, "test")
 
     def on_eval_step_end(self, run_context):
-        if self.bar is not None:
+        if self.bar is not None:  # once per batch, in sink mode too
             self._advance()
 
     def on_train_epoch_end(self, run_context):
         self._close()  # a stopped epoch ends early
 
-    on_eval_end = on_train_end = on_train_epoch_end
+    on_train_end = on_train_epoch_end
+
+    def on_eval_end(self, run_context):
+        if self.bar is not None:  # an evaluation always ends complete
+            self.bar.update(self.bar.total - self.bar.n)
+        self._close()

@@ -19,7 +19,7 @@ from mindspore import nn
 from mindspore.train import Callback, Model
 
 from checkpoint_files import FORMATS, CheckpointError, all_finite, check_shapes, read_checkpoint, \
-    regular_checkpoints, run_info, write_checkpoint
+    regular_checkpoints, run_info, shown, write_checkpoint
 from monitoring import ProgressBar
 
 
@@ -140,7 +140,7 @@ class CheckpointSaver(Callback):
             self.best_acc = info["best_acc"]
             epoch, step = self.position()
             best = f", best acc {self.best_acc:.4f}" if self.best_acc >= 0 else ""
-            print(f"Continuing from {os.path.relpath(path)}: epoch {epoch}, step {step}{best}")
+            print(f"Continuing from {shown(path)}: epoch {epoch}, step {step}{best}")
             return True
         return False
 
@@ -171,7 +171,7 @@ class Diverged(Exception):
     """The loss or the parameters stopped being finite: training cannot go on."""
 
     def __init__(self, what, kept=None):
-        kept = (f"the last checkpoint saved, {os.path.relpath(kept)}, is finite and kept" if kept
+        kept = (f"the last checkpoint saved, {shown(kept)}, is finite and kept" if kept
                 else "no checkpoint was saved")
         super().__init__(f"{what}: training diverged and stopped without saving it; {kept} "
                          f"(a smaller --lr avoids this)")
@@ -285,8 +285,12 @@ class StopOnSignal(Callback):
         self.current_step, self.stop_after_step = current_step, stop_after_step
         self.received, self.previous = [], {}
 
+    # SIGBREAK (Ctrl-Break) exists on Windows only; there SIGTERM is never delivered by another process
+    # (TerminateProcess cannot be caught), so Ctrl-C and Ctrl-Break are the clean stops.
+    SIGNALS = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGBREAK") if hasattr(signal, name)]
+
     def install(self):
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in self.SIGNALS:
             self.previous[sig] = signal.getsignal(sig)
             signal.signal(sig, lambda signum, _: self.received.append(signum))
 
@@ -308,7 +312,7 @@ class TrainingInterrupted(Exception):
     def __init__(self, signum, path):
         self.exit_code = 128 + signum
         super().__init__(f"stopped by {signal.Signals(signum).name} at {path.name.rsplit('.', 1)[0]}; "
-                         f"saved {os.path.relpath(path)}")
+                         f"saved {shown(path)}")
 
 
 def train_resumable(network, create_dataset, data_dir, ckpt_dir, config, auto_resume=False,
@@ -370,9 +374,9 @@ def train_resumable(network, create_dataset, data_dir, ckpt_dir, config, auto_re
         log.close()
     if stopper.received and saver.step >= config.num_epochs * steps_per_epoch:
         print(f"{signal.Signals(stopper.received[0]).name} arrived after the last step: training is complete, "
-              f"saved {os.path.relpath(saver.last_saved)}", file=sys.stderr)
+              f"saved {shown(saver.last_saved)}", file=sys.stderr)
     elif stopper.received:
         raise TrainingInterrupted(stopper.received[0], saver.last_saved)
     if saver.step < config.num_epochs * steps_per_epoch:
-        print(f"Stopped after step {saver.step} as asked; saved {os.path.relpath(saver.last_saved)}")
+        print(f"Stopped after step {saver.step} as asked; saved {shown(saver.last_saved)}")
     return saver.last_saved

@@ -82,3 +82,53 @@ def script_command(*args):
 def run_script(cwd, *args, timeout=900):
     """Run main.py in the folder `cwd` as a user would; return the CompletedProcess."""
     return subprocess.run(script_command(*args), cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+# Python versions: each supported interpreter gets a venv built with the README's own install
+# command. The builds mostly wait for downloads, so they start in the background as soon as the
+# tests are collected, and overlap the other tests; test_python_versions.py waits for them.
+SUPPORTED_PYTHONS = ("3.10", "3.12")  # 3.11 is the interpreter of the test venv itself
+VENV_BUILDS = {}
+
+
+def readme_install_command():
+    """The README's command that installs the tutorial, without its final `python main.py`."""
+    import re
+    line = next(line for line in (ROOT / "README.md").read_text().splitlines()
+                if re.match(r"python3 -m venv \.venv && \.venv/bin/pip install -r requirements\.txt", line))
+    return line.split(" && .venv/bin/python main.py")[0]
+
+
+def find_python(version):
+    """The pyenv interpreter of `version`, or None."""
+    import glob
+    import os
+    root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
+    found = sorted(glob.glob(f"{root}/versions/{version}.*/bin/python{version}"))
+    return found[-1] if found else None
+
+
+@pytest.hookimpl(trylast=True)  # after -k and -m have deselected
+def pytest_collection_modifyitems(session, config, items):
+    import os
+    import tempfile
+    if not any(item.module.__name__ == "test_python_versions" for item in items):
+        return
+    for version in SUPPORTED_PYTHONS:
+        python = find_python(version)
+        if python is None:
+            continue
+        folder = Path(tempfile.mkdtemp(prefix=f"py{version}-"))
+        for name in [*PROJECT_FILES, "requirements.txt"]:
+            shutil.copy2(ROOT / name, folder / name)
+        command = readme_install_command().replace("python3 ", f"{python} ", 1)
+        log = open(folder / "install.log", "w")
+        VENV_BUILDS[version] = (folder, subprocess.Popen(["bash", "-c", command], cwd=folder, stdout=log,
+                                                         stderr=subprocess.STDOUT, env=dict(os.environ)))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    for folder, process in VENV_BUILDS.values():
+        process.kill()
+        process.wait()
+        shutil.rmtree(folder, ignore_errors=True)

@@ -39,7 +39,7 @@ def cwd(tmp_path):
     (["--data_url", "main.py"], 1, "error: data directory main.py cannot be used: it is a file"),
     (["--data_url", "obs://bucket/mnist"], 1, "error: --data_url obs://bucket/mnist needs ModelArts' moxing"),
     (["--train_url", "s3://bucket/out"], 1, "error: --train_url s3://bucket/out needs ModelArts' moxing"),
-    (["--device_target", "GPU"], 1, "error: device_target GPU is not available here; available: CPU"),
+    (["--device_target", "Ascend"], 1, "error: device_target Ascend is not available here; available: CPU"),
     (["--device_target", "TPU"], 2, "error: argument --device_target: invalid choice: 'TPU' (choose from "),
     (["train", "--num_epochs", "0"], 2, "error: argument --num_epochs: must be a positive integer, got 0; "
                                         "see python main.py train --help"),

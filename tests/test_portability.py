@@ -1,0 +1,145 @@
+"""The Windows and macOS branches, run here by simulation (tests/portability_shim.py), and the
+device options: --device_id, DEVICE_ID, the CUDA check."""
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import cli
+from conftest import ROOT, run_script
+
+SHIM = ROOT / "tests" / "portability_shim.py"
+WINDOWS_LIKE = "O_DIRECTORY,SIGTERM,proc,drives"
+
+
+def shim(cwd, simulate, *args):
+    env = {**os.environ, "SIMULATE": simulate, "ONEDNN_MAX_CPU_ISA": "AVX2"}  # speed only; /proc may be "absent"
+    return [sys.executable, "-W", "default", str(SHIM), *args], env
+
+
+def test_saving_resuming_and_listing_work_without_the_posix_only_facilities(tmp_path, small_mnist):
+    ckpt = tmp_path / "elsewhere" / "ckpt"  # outside the working folder: "another drive"
+    work = tmp_path / "work"
+    work.mkdir()
+    args = ["train", "--data_url", str(small_mnist), "--ckpt_dir", str(ckpt), "--steps_per_epoch", "6",
+            "--save_steps", "2", "--num_epochs", "2", "--seed", "3"]
+    command, env = shim(work, WINDOWS_LIKE, *args)
+    # Windows stops a process from outside with TerminateProcess, which cannot be caught: SIGKILL here
+    process = subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (ckpt / "lenet-1_4.ckpt").exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=60)
+    resumed = subprocess.run(command + ["--auto_resume"], cwd=work, env=env, capture_output=True, text=True,
+                             timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Simulated: O_DIRECTORY, SIGTERM, drives, proc" in resumed.stdout
+    assert f"Continuing from {ckpt / 'lenet-1_'}" in resumed.stdout  # absolute: relpath "failed"
+    assert (ckpt / "lenet-2_6.ckpt").exists() and (ckpt / "lenet-best.ckpt").exists()
+    listing = subprocess.run(shim(work, WINDOWS_LIKE)[0] + ["list", "--ckpt_dir", str(ckpt)], cwd=work, env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert listing.returncode == 0, listing.stderr[-3000:]
+    rows = [line for line in listing.stdout.splitlines() if line.startswith("lenet")]
+    assert any(row.startswith("lenet-2_6.ckpt") for row in rows) and all(row.endswith("yes") for row in rows)
+    assert "Traceback" not in resumed.stderr + listing.stderr, (resumed.stderr[-1500:], listing.stderr[-1500:])
+
+
+def test_the_directory_fsync_is_skipped_only_where_the_os_has_none(tmp_path, monkeypatch):
+    import checkpoint_files
+    opened = []
+    real_open = os.open
+    monkeypatch.setattr(os, "open", lambda path, flags, *a: opened.append(str(path)) or real_open(path, flags, *a))
+    (tmp_path / ".saving-x").write_bytes(b"data")
+    checkpoint_files.publish_durably(tmp_path / ".saving-x", tmp_path / "x")
+    assert opened == [str(tmp_path / ".saving-x"), str(tmp_path)]
+    monkeypatch.delattr(os, "O_DIRECTORY")
+    opened.clear()
+    (tmp_path / ".saving-y").write_bytes(b"data")
+    checkpoint_files.publish_durably(tmp_path / ".saving-y", tmp_path / "y")
+    assert opened == [str(tmp_path / ".saving-y")] and (tmp_path / "y").read_bytes() == b"data"
+
+
+# --device_id, DEVICE_ID, and the CUDA check
+
+def args_for(*argv):
+    return cli.parse_args(list(argv))
+
+
+def test_device_id_is_ignored_on_cpu_with_a_clear_line(capsys):
+    args = args_for("train", "--device_target", "CPU", "--device_id", "3")
+    cli.check_device(args)
+    assert args.device_id is None
+    assert "Ignoring device id 3: MindSpore's CPU backend is one device" in capsys.readouterr().out
+
+
+def test_device_id_comes_from_the_environment_as_in_the_original(monkeypatch):
+    monkeypatch.setenv("DEVICE_ID", "2")
+    args = args_for("train", "--device_target", "GPU")
+    cli.check_device(args, load=lambda name: None)  # every CUDA library "found"
+    assert args.device_id == 2
+    args = args_for("train", "--device_target", "GPU", "--device_id", "1")  # the option wins
+    cli.check_device(args, load=lambda name: None)
+    assert args.device_id == 1
+    monkeypatch.setenv("DEVICE_ID", "one")
+    with pytest.raises(cli.UsageError, match="DEVICE_ID must be 0 or a positive integer, got 'one'"):
+        cli.check_device(args_for("train", "--device_target", "GPU"), load=lambda name: None)
+
+
+def test_msrun_assigns_the_devices(monkeypatch):
+    monkeypatch.setenv("MS_WORKER_NUM", "2")
+    monkeypatch.setenv("DEVICE_ID", "5")  # msrun's own business: not read
+    args = args_for("train", "--device_target", "CPU")
+    cli.check_device(args)
+    assert args.device_id is None
+    with pytest.raises(cli.UsageError, match="msrun assigns a device to each worker itself"):
+        cli.check_device(args_for("train", "--device_id", "1"))
+
+
+def test_the_cuda_check_names_what_is_missing():
+    def load(name):
+        if name in ("libcudnn.so.8", "libnvrtc.so.11.2"):
+            raise OSError(f"{name}: cannot open shared object file")
+    with pytest.raises(cli.UsageError) as error:
+        cli.check_device(args_for("train", "--device_target", "GPU"), load=load)
+    assert "needs the NVIDIA driver, CUDA 11.6 and cuDNN 8.5" in str(error.value)
+    assert "cannot find libnvrtc.so.11.2 (NVRTC of CUDA 11.2 or later), libcudnn.so.8 (cuDNN 8)" in str(error.value)
+
+
+@pytest.mark.parametrize("argv, code, line", [
+    (["--device_target", "GPU"], 1, "error: MindSpore 2.10.0 on GPU needs the NVIDIA driver, CUDA 11.6 and cuDNN 8.5; "
+                                    "the loader cannot find libcuda.so.1 (the NVIDIA driver)"),
+    (["--device_id", "-1"], 2, "error: argument --device_id: must be 0 or a positive integer, got -1"),
+])
+def test_device_errors_of_the_script_are_one_line(tmp_path, argv, code, line):
+    result = run_script(tmp_path, "train", *argv)
+    assert result.returncode == code
+    # (-W default shows MindSpore's own DeprecationWarning at exit, after our line)
+    errors = [text for text in result.stderr.splitlines() if text.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(line), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+
+
+def test_the_script_runs_with_a_device_id_on_cpu(tmp_path, small_mnist):
+    result = run_script(tmp_path, "train", "--data_url", str(small_mnist), "--steps_per_epoch", "2",
+                        "--num_epochs", "1", "--no_eval", "--device_id", "1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Ignoring device id 1" in result.stdout and "Device: CPU" in result.stdout
+
+
+def test_a_gpu_without_cuda_11_is_named_when_the_best_device_is_picked(capsys, monkeypatch):
+    monkeypatch.setattr(cli.platform, "system", lambda: "Linux")
+
+    def load(name):  # a driver, but no CUDA 11 libraries
+        if name != "libcuda.so.1":
+            raise OSError(name)
+    cli.check_device(args_for("train"), load=load)
+    out = capsys.readouterr().out
+    assert out.startswith("Not using the GPU: MindSpore 2.10.0 on GPU needs the NVIDIA driver, CUDA 11.6")
+    assert "libcuda.so.1" not in out and "libcudnn.so.8 (cuDNN 8)" in out
