@@ -214,7 +214,7 @@ def parse_args(argv=None):
     if unknown:
         print("Ignoring unknown arguments:", *unknown)
     if args.ckpt_dir is None:
-        args.ckpt_dir = DEFAULT_TRAIN_DIR if args.command == "train" else "ckpt"
+        args.ckpt_dir = DEFAULT_TRAIN_DIR if args.command in ("train", "curves") else "ckpt"
     return args
 
 
