@@ -35,18 +35,22 @@ def tiny_mnist(tmp_path):
     return data_dir
 
 
-@pytest.fixture(scope="session")
-def small_mnist(tmp_path_factory):
-    """The first 640 training and 320 test images of the shipped MNIST: 20 and 10 batches."""
+def mnist_subset(data_dir, train_images, test_images):
+    """The first `train_images` and `test_images` of the shipped MNIST, as an MNIST layout in `data_dir`."""
     from mnist_data import prepare_mnist
     shipped = prepare_mnist(ROOT / "MNIST")
-    data_dir = tmp_path_factory.mktemp("small") / "mnist"
-    for split, prefix, n in [("train", "train", 640), ("test", "t10k", 320)]:
+    for split, prefix, n in [("train", "train", train_images), ("test", "t10k", test_images)]:
         raw_images = (shipped / split / f"{prefix}-images-idx3-ubyte").read_bytes()[16:16 + n * 784]
         raw_labels = (shipped / split / f"{prefix}-labels-idx1-ubyte").read_bytes()[8:8 + n]
         write_idx(data_dir / split, prefix, np.frombuffer(raw_images, np.uint8).reshape(n, 28, 28),
                   np.frombuffer(raw_labels, np.uint8))
     return data_dir
+
+
+@pytest.fixture(scope="session")
+def small_mnist(tmp_path_factory):
+    """The first 640 training and 320 test images of the shipped MNIST: 20 and 10 batches."""
+    return mnist_subset(tmp_path_factory.mktemp("small") / "mnist", 640, 320)
 
 
 @pytest.fixture(scope="session")

@@ -11,26 +11,17 @@ import os
 import re
 import subprocess
 
-import numpy as np
 import pytest
 from mindspore import nn
 from mindspore.train import Callback, History, Model
 
-from conftest import ROOT, script_command, write_idx
+from conftest import mnist_subset, script_command
 
 
 @pytest.fixture(scope="module")
 def short_last_batch_mnist(tmp_path_factory):
     """160 training images (5 batches) and 100 test images: 3 batches of 32 and a last one of 4."""
-    from mnist_data import prepare_mnist
-    shipped = prepare_mnist(ROOT / "MNIST")
-    data_dir = tmp_path_factory.mktemp("short") / "mnist"
-    for split, prefix, n in [("train", "train", 160), ("test", "t10k", 100)]:
-        images = (shipped / split / f"{prefix}-images-idx3-ubyte").read_bytes()[16:16 + n * 784]
-        labels = (shipped / split / f"{prefix}-labels-idx1-ubyte").read_bytes()[8:8 + n]
-        write_idx(data_dir / split, prefix, np.frombuffer(images, np.uint8).reshape(n, 28, 28),
-                  np.frombuffer(labels, np.uint8))
-    return data_dir
+    return mnist_subset(tmp_path_factory.mktemp("short") / "mnist", 160, 100)
 
 
 def test_the_script_asks_for_sink_mode_with_the_test_switch(tmp_path, short_last_batch_mnist):
