@@ -72,6 +72,16 @@ def project(tmp_path):
     return copy
 
 
+@pytest.fixture
+def small_project(project):
+    """The scratch project with MNIST/ holding the first 6,400 training and 640 test images, unpacked:
+    200 and 20 batches, enough for every step of the notebook, and quick to evaluate."""
+    for gz in (project / "MNIST").glob("*.gz"):
+        gz.unlink()
+    mnist_subset(project / "MNIST", 6400, 640)
+    return project
+
+
 def free_port():
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:

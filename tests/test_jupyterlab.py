@@ -117,10 +117,10 @@ def stop(process):
 
 
 @pytest.fixture
-def notebook_dir(project):
-    """The project copy, with the notebook's outputs cleared."""
-    clear_outputs(project / "main.ipynb")
-    return project
+def notebook_dir(small_project):
+    """The project copy with a tenth of MNIST, and the notebook's outputs cleared."""
+    clear_outputs(small_project / "main.ipynb")
+    return small_project
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from conftest import ROOT
+from conftest import ROOT, mnist_subset
 
 COMMITTED = nbformat.read(ROOT / "main.ipynb", as_version=4)
 # The calls the tutorial teaches, each in one of its own cells (not hidden in a helper module).
@@ -146,9 +146,7 @@ def errors(notebook):
 def test_the_tutorial_cells_run_alone_next_to_mnist_twice(tmp_path, monkeypatch):
     """What a learner does: copy the tutorial's cells into a fresh notebook beside MNIST/."""
     monkeypatch.setenv("TUTORIAL_STEPS_PER_EPOCH", "10")
-    (tmp_path / "MNIST").mkdir()
-    for gz in (ROOT / "MNIST").glob("*.gz"):
-        (tmp_path / "MNIST" / gz.name).symlink_to(gz)
+    mnist_subset(tmp_path / "MNIST", 640, 320)  # a small MNIST, as the tutorial's layout
     shutil.copy2(ROOT / "mnist_data.py", tmp_path)
     notebook = nbformat.v4.new_notebook(cells=tutorial_cells(jupytext.read(ROOT / "main.py")))
     first, second = run_twice(notebook, tmp_path)
@@ -166,14 +164,15 @@ def test_the_tutorial_cells_run_alone_next_to_mnist_twice(tmp_path, monkeypatch)
         p.name for p in (tmp_path / "ckpt").iterdir()}
 
 
-def test_notebook_runs_in_a_jupyter_kernel_twice(project, monkeypatch):
+def test_notebook_runs_in_a_jupyter_kernel_twice(small_project, monkeypatch):
+    project = small_project
     monkeypatch.setenv("TUTORIAL_STEPS_PER_EPOCH", "100")
     notebook = nbformat.read(project / "main.ipynb", as_version=4)
     first, second = run_twice(notebook, project)
     for executed in (first, second):
         assert not errors(executed), errors(executed)
         out = stdout_of(executed)
-        assert "Device: CPU" in out and "Steps per epoch: 1875" in out
+        assert "Device: CPU" in out and "Steps per epoch: 200" in out  # a tenth of MNIST
         assert re.findall(r"epoch: (\d+) step: 100,", out) == ["1", "2", "3", "4"]
         assert "Network parameters not loaded: []" in out and "Optimizer parameters not loaded: []" in out
         assert "Checkpoints after first training:\n" in out and "Checkpoints after resuming training:\n" in out
@@ -184,7 +183,7 @@ def test_notebook_runs_in_a_jupyter_kernel_twice(project, monkeypatch):
         assert "Stopped after step 300 as asked" in out
         assert re.search(r"Continuing from \S+/interrupted/lenet-2_100.ckpt: epoch 2, step 100", out)
         assert "Same parameters as the uninterrupted run, bit for bit: True" in out
-        assert re.search(r"lenet-best.ckpt +2 +400 +0\.9\d{3}", out)
+        assert re.search(r"lenet-best.ckpt +2 +400 +0\.[89]\d{3}", out)
         assert re.search(r"Fine-tuned: +odd/even accuracy 0\.\d{3} after 50 steps on 320 images", out)
         assert "Not loaded: fc3.weight, shape (10, 84) in the checkpoint, (2, 84) here" in out
         assert "to lenet5.mindir, input shape (32, 1, 32, 32)" in out and "Same predictions: True" in out

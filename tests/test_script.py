@@ -43,12 +43,12 @@ def digest(folder):
     return {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in folder.iterdir()}
 
 
-def test_a_second_run_keeps_the_first_runs_checkpoints(tmp_path):
+def test_a_second_run_keeps_the_first_runs_checkpoints(tmp_path, small_mnist):
     cwd = tmp_path
-    first = run_script(cwd, "--steps_per_epoch", "3")
+    first = run_script(cwd, "--steps_per_epoch", "3", "--data_url", str(small_mnist))
     assert first.returncode == 0, first.stderr
     before = digest(cwd / "ckpt")
-    second = run_script(cwd, "--steps_per_epoch", "3")
+    second = run_script(cwd, "--steps_per_epoch", "3", "--data_url", str(small_mnist))
     assert second.returncode == 0, second.stderr
     after = digest(cwd / "ckpt")
     assert {name: after[name] for name in before} == before
