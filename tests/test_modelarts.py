@@ -52,4 +52,5 @@ def test_s3_urls_go_through_moxing_too(tmp_path, small_mnist):
                                           "--train_url", "s3://b/out/"),
                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr[-3000:]
-    assert sorted(p.name for p in (bucket_root / "b" / "out").iterdir()) == ["lenet-1_2.ckpt"]
+    assert sorted(p.name for p in (bucket_root / "b" / "out").iterdir()) == ["lenet-1_2.ckpt", "train_curves.png",
+                                                                           "train_log.csv"]
