@@ -15,7 +15,7 @@ from checkpoint_files import CheckpointError, claim_folder, disk_full, newest_ch
 from cloud_storage import StorageError, check_reachable, publish
 from mnist_data import SHIPPED_DIR, DataError
 from plotting import plot_training_log, show_if_interactive
-from resumable import LOG_NAME, Diverged, StopOnNonFinite, TrainingInterrupted, read_log  # noqa: F401 (for main.py)
+from resumable import LOG_NAME, Diverged, StopOnNonFinite, StopOnSignal, TrainingInterrupted, read_log  # noqa: F401 (for main.py)
 
 BACKENDS = ("Ascend", "GPU", "CPU")
 DEFAULT_TRAIN_DIR = "ckpt/train"  # train's own folder, beside the tutorial's files in ckpt/
@@ -379,7 +379,7 @@ def run(main, argv=None):
     args = parse_args(argv)
     if args.no_progress:
         os.environ["TQDM_DISABLE"] = "1"  # tqdm's own switch, which ProgressBar follows
-    for sig in (signal.SIGINT, signal.SIGTERM):  # train_resumable has its own, while it trains
+    for sig in StopOnSignal.SIGNALS:  # those of this platform; train_resumable has its own, while it trains
         signal.signal(sig, _interrupt)
     try:
         check_reachable(args.data_url, "--data_url")

@@ -41,7 +41,7 @@ def test_the_tutorial_runs_on_python(version, small_mnist):
              "--save_steps", "2", "--num_epochs", "2"]
     process = subprocess.Popen(train, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
-    while not (folder / "ckpt" / "lenet-1_2.ckpt").exists():
+    while not (folder / "ckpt" / "train" / "lenet-1_2.ckpt").exists():  # train's default folder
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline
         time.sleep(0.01)
@@ -51,10 +51,11 @@ def test_the_tutorial_runs_on_python(version, small_mnist):
     resumed = subprocess.run(train + ["--auto_resume"], cwd=folder, env=env, capture_output=True, text=True,
                              timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "Continuing from ckpt/lenet-1_" in resumed.stdout and (folder / "ckpt" / "lenet-2_6.ckpt").exists()
+    assert "Continuing from ckpt/train/lenet-1_" in resumed.stdout
+    assert (folder / "ckpt" / "train" / "lenet-2_6.ckpt").exists()
     infer = run("infer", "--ckpt", "best")
     assert infer.returncode == 0, infer.stderr[-3000:]
-    assert "Test accuracy of ckpt/lenet-best.ckpt" in infer.stdout
+    assert "Test accuracy of ckpt/train/lenet-best.ckpt" in infer.stdout
     for result in (tutorial, resumed, infer):
         ours = [line for line in result.stderr.splitlines() if "DeprecationWarning" in line and str(folder) in line
                 and "/.venv/" not in line]
