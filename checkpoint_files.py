@@ -129,7 +129,7 @@ class Entry:
     and whether it is intact (its CRC and format check pass)."""
 
     def __init__(self, path, root):
-        self.path, self.name = path, os.path.relpath(path, root)
+        self.path, self.name = path, Path(path).relative_to(root).as_posix()  # no relpath: it fails across drives
         try:
             params = read_checkpoint(path)
             self.info, self.intact, self.params = run_info(params), True, params
