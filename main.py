@@ -155,7 +155,8 @@ def create_dataset(data_dir, training=True, batch_size=32, resize=(32, 32), resc
 # LeNet5: two 5x5 convolutions, each followed by ReLU and 2x2 max-pooling, then three fully
 # connected layers. As in the original tutorial there is no activation between the fully
 # connected layers. MindSpore's `Conv2d` has no bias by default, which leaves 61,684 trainable
-# parameters.
+# parameters. `pad_mode="pad", padding=0` computes the same pooling as the default, bit for bit,
+# through CPU kernels that make a training step about a fifth faster.
 #
 # ![LeNet5: two convolutions with max-pooling, then three dense layers](images/lenet5.png)
 #
@@ -171,7 +172,7 @@ class LeNet5(nn.Cell):
         self.conv1 = nn.Conv2d(1, 6, 5, pad_mode="valid")
         self.conv2 = nn.Conv2d(6, 16, 5, pad_mode="valid")
         self.relu = nn.ReLU()
-        self.pool = nn.MaxPool2d(kernel_size=2, stride=2)
+        self.pool = nn.MaxPool2d(kernel_size=2, stride=2, pad_mode="pad", padding=0)
         self.flatten = nn.Flatten()
         self.fc1 = nn.Dense(400, 120)
         self.fc2 = nn.Dense(120, 84)
@@ -275,6 +276,26 @@ def train(data_dir, lr=0.01, momentum=0.9, num_epochs=2, **options):
     return run_training(net, opt, data_dir, num_epochs, **options)
 
 
+# %% [markdown]
+# When MindSpore compiles a network, it may read the network's source file to describe the
+# graph. Jupyter keeps a cell's code in memory only, under a file name that does not exist, so
+# MindSpore would print `[WARNING] ... may not exists` and `[ERROR] ... Get realpath failed`.
+# This cell, which only the notebook has, writes each cell's code to the file ipykernel names,
+# and removes those files when the kernel exits.
+
+# %% active="ipynb"
+# import atexit
+# import shutil
+#
+# from ipykernel.compiler import get_file_name, get_tmp_directory
+#
+# os.makedirs(get_tmp_directory(), exist_ok=True)
+# atexit.register(shutil.rmtree, get_tmp_directory(), ignore_errors=True)
+# for cell in get_ipython().history_manager.input_hist_raw:  # the cells run so far
+#     Path(get_file_name(cell)).write_text(cell)
+# get_ipython().events.register("pre_run_cell",
+#                               lambda info: Path(get_file_name(info.raw_cell)).write_text(info.raw_cell))
+
 # %% active="ipynb"
 # CKPT_1, _ = train(data_dir, steps_per_epoch=STEPS_PER_EPOCH)
 # print("Checkpoints after first training:")
@@ -344,26 +365,6 @@ def resume_train(data_dir, ckpt_file, lr=0.001, momentum=0.9, num_epochs=2, **op
 # four of the test images, which `create_dataset` shuffles, with the prediction and the truth:
 # blue where the model is right, red where it is wrong. It uses the most accurate checkpoint of
 # the resumed run, which `SaveBest` kept.
-
-# %% [markdown]
-# When MindSpore compiles a network for `Model.predict`, it reads the network's source file to
-# describe the graph. Jupyter keeps a cell's code in memory only, under a file name that does
-# not exist, so MindSpore would print `[ERROR] ... Get realpath failed`. This cell, which only
-# the notebook has, writes each cell's code to the file ipykernel names, and removes those
-# files when the kernel exits.
-
-# %% active="ipynb"
-# import atexit
-# import shutil
-#
-# from ipykernel.compiler import get_file_name, get_tmp_directory
-#
-# os.makedirs(get_tmp_directory(), exist_ok=True)
-# atexit.register(shutil.rmtree, get_tmp_directory(), ignore_errors=True)
-# for cell in get_ipython().history_manager.input_hist_raw:  # the cells run so far
-#     Path(get_file_name(cell)).write_text(cell)
-# get_ipython().events.register("pre_run_cell",
-#                               lambda info: Path(get_file_name(info.raw_cell)).write_text(info.raw_cell))
 
 # %%
 def infer(data_dir, ckpt_file):
@@ -682,20 +683,22 @@ def load_weights(ckpt_file):
 
 def export_model(ckpt_file, file_format="MINDIR", file_name="lenet5"):
     """Write LeNet5 with the weights in `ckpt_file` as file_name.mindir or file_name.onnx; return its path."""
-    example = ms.Tensor(np.zeros(EXPORT_INPUT_SHAPE, np.float32))
+    net, example = load_weights(ckpt_file), ms.Tensor(np.zeros(EXPORT_INPUT_SHAPE, np.float32))
     if file_format == "ONNX":  # MindSpore 2.10's ONNX exporter; ms.export(file_format="ONNX") is deprecated
-        ms.onnx.export(load_weights(ckpt_file), example, file_name=file_name)
+        net.pool = nn.MaxPool2d(kernel_size=2, stride=2)  # ONNX lacks the faster route's operator; same math
+        ms.onnx.export(net, example, file_name=file_name)
     else:
-        ms.export(load_weights(ckpt_file), example, file_name=file_name, file_format="MINDIR")
+        ms.export(net, example, file_name=file_name, file_format="MINDIR")
     return Path(f"{file_name}.{file_format.lower()}")
 
 
 # %% [markdown]
-# The exported MindIR loads with `ms.load` into a `GraphCell`, which runs it like any network.
-# Its predictions on a test batch are those of the checkpoint:
+# The notebook writes `ckpt/lenet5.mindir`, next to the checkpoints, and leaves `lenet5.mindir`
+# to `python main.py export`. The exported MindIR loads with `ms.load` into a `GraphCell`, which
+# runs it like any network. Its predictions on a test batch are those of the checkpoint:
 
 # %% active="ipynb"
-# mindir = export_model(CKPT_BEST)
+# mindir = export_model(CKPT_BEST, file_name="ckpt/lenet5")
 # print(f"Exported {CKPT_BEST} to {mindir}, input shape {EXPORT_INPUT_SHAPE}")
 # deployed = nn.GraphCell(ms.load(str(mindir)))
 # batch = ms.Tensor(images[:32])

@@ -92,3 +92,47 @@ def test_infer_draws_four_titled_predictions(cpu, tiny_mnist, tmp_path, capsys):
         prediction, truth = re.findall(r"\d", ax.get_title())
         assert ax.title.get_color() == ("blue" if prediction == truth else "red")
 
+
+class TutorialLeNet5(ms.nn.Cell):
+    """LeNet5 exactly as the original tutorial defines it, with the default max-pooling route."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = ms.nn.Conv2d(1, 6, 5, pad_mode="valid")
+        self.conv2 = ms.nn.Conv2d(6, 16, 5, pad_mode="valid")
+        self.relu = ms.nn.ReLU()
+        self.pool = ms.nn.MaxPool2d(kernel_size=2, stride=2)
+        self.flatten = ms.nn.Flatten()
+        self.fc1 = ms.nn.Dense(400, 120)
+        self.fc2 = ms.nn.Dense(120, 84)
+        self.fc3 = ms.nn.Dense(84, 10)
+
+    def construct(self, x):
+        x = self.pool(self.relu(self.conv1(x)))
+        x = self.pool(self.relu(self.conv2(x)))
+        return self.fc3(self.fc2(self.fc1(self.flatten(x))))
+
+
+def test_the_faster_pooling_route_is_bitwise_the_tutorials_math(cpu):
+    """Same weights, same batches: equal outputs, gradients, and parameters after 30 steps."""
+    assert cpu.LeNet5().pool.pad_mode == "PAD"  # the route this test vouches for
+    rng = np.random.default_rng(1)
+    batches = [(ms.Tensor(rng.standard_normal((32, 1, 32, 32)).astype(np.float32)),
+                ms.Tensor(rng.integers(0, 10, 32).astype(np.int32))) for _ in range(5)]
+    steps, nets = [], []
+    for cls in (cpu.LeNet5, TutorialLeNet5):
+        ms.set_seed(3)
+        net = cls()
+        loss = ms.nn.WithLossCell(net, ms.nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean"))
+        optimizer = ms.nn.Momentum(net.trainable_params(), 0.01, 0.9)
+        grads = ms.value_and_grad(loss, None, optimizer.parameters)(*batches[0])[1]
+        nets.append((net, [g.asnumpy() for g in grads]))
+        steps.append(ms.nn.TrainOneStepCell(loss, optimizer))
+    (ours, our_grads), (theirs, their_grads) = nets
+    np.testing.assert_array_equal(ours(batches[0][0]).asnumpy(), theirs(batches[0][0]).asnumpy())
+    for mine, reference in zip(our_grads, their_grads):
+        np.testing.assert_array_equal(mine, reference)
+    for i in range(30):
+        assert steps[0](*batches[i % 5]).asnumpy() == steps[1](*batches[i % 5]).asnumpy()
+    for (name, mine), (_, reference) in zip(ours.parameters_and_names(), theirs.parameters_and_names()):
+        np.testing.assert_array_equal(mine.asnumpy(), reference.asnumpy(), err_msg=name)

@@ -12,6 +12,7 @@ import pytest
 from nbclient import NotebookClient
 
 from conftest import ROOT, mnist_subset
+from test_sequence import the_readme_commands
 
 COMMITTED = nbformat.read(ROOT / "main.ipynb", as_version=4)
 # The calls the tutorial teaches, each in one of its own cells (not hidden in a helper module).
@@ -164,7 +165,7 @@ def test_the_tutorial_cells_run_alone_next_to_mnist_twice(tmp_path, monkeypatch)
         p.name for p in (tmp_path / "ckpt").iterdir()}
 
 
-def test_notebook_runs_in_a_jupyter_kernel_twice(small_project, monkeypatch):
+def test_notebook_runs_in_a_jupyter_kernel_twice_then_the_readme_commands_work(small_project, monkeypatch):
     project = small_project
     monkeypatch.setenv("TUTORIAL_STEPS_PER_EPOCH", "100")
     notebook = nbformat.read(project / "main.ipynb", as_version=4)
@@ -186,7 +187,7 @@ def test_notebook_runs_in_a_jupyter_kernel_twice(small_project, monkeypatch):
         assert re.search(r"lenet-best.ckpt +2 +400 +0\.[89]\d{3}", out)
         assert re.search(r"Fine-tuned: +odd/even accuracy 0\.\d{3} after 50 steps on 320 images", out)
         assert "Not loaded: fc3.weight, shape (10, 84) in the checkpoint, (2, 84) here" in out
-        assert "to lenet5.mindir, input shape (32, 1, 32, 32)" in out and "Same predictions: True" in out
+        assert "to ckpt/lenet5.mindir, input shape (32, 1, 32, 32)" in out and "Same predictions: True" in out
         text = outputs_text(executed)
         assert "[ERROR]" not in text and "[WARNING]" not in text
     first_out = stdout_of(first)
@@ -194,3 +195,5 @@ def test_notebook_runs_in_a_jupyter_kernel_twice(small_project, monkeypatch):
         in first_out
     assert "Checkpoints after resuming training:\nlenet-1_100.ckpt" in first_out
     assert "lenet_1-3_100.ckpt\nlenet_1-4_100.ckpt\nlenet_1-best.ckpt\nlenet_1-graph.meta\n" in first_out
+    # issue 11: after the notebook, the README's commands work in the same folders
+    the_readme_commands(project, [])
