@@ -1,24 +1,34 @@
-"""Where a training step of the port goes: data pipeline, oneDNN kernels, and everything else.
+"""Where a training step of the port goes: every CPU kernel, the framework around them, the data.
 
     python benchmarks/profile_step.py [--steps 200]
 
-Runs in three processes: one times the data pipeline alone, one times training steps, and one
-trains the same steps with ONEDNN_VERBOSE=1, which reports each oneDNN primitive and its time.
+Runs in four processes: one times the data pipeline alone; one times training steps through
+`Model.train`, as the product trains; one profiles the same steps with MindSpore's own profiler
+(`mindspore.profiler.profile`), which times every kernel; and one runs them with
+ONEDNN_VERBOSE=1, which names the oneDNN implementation behind each kernel that oneDNN runs.
 """
 import argparse
 import collections
+import csv
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MARK = "PROFILE-TIMED-PART"
+ONEDNN_KIND = {  # MindSpore CPU kernel -> (oneDNN primitive, direction)
+    "Conv2D": ("convolution", "forward_training"),
+    "Conv2DBackpropFilter": ("convolution", "backward_weights"),
+    "Conv2DBackpropInput": ("convolution", "backward_data"),
+    "MatMul": ("matmul", "forward_training"),
+}
 
 
-def worker(part, steps):
+def worker(part, steps, scratch):
     sys.path.insert(0, str(ROOT))
     import main
     from mindspore.train import Model
@@ -35,15 +45,29 @@ def worker(part, steps):
     net = main.LeNet5()
     loss = main.nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
     model = Model(net, loss, main.nn.Momentum(net.trainable_params(), 0.01, 0.9))
-    times = timed_steps(model, main.create_dataset(data_dir).take(steps + 20),
-                        on_warm=lambda: print(MARK, flush=True))
+    profiler = None
+
+    def on_warm():
+        nonlocal profiler
+        print(MARK, flush=True)
+        if part == "profile":
+            from mindspore.profiler import ProfilerActivity, profile, schedule, tensorboard_trace_handler
+            profiler = profile(activities=[ProfilerActivity.CPU], on_trace_ready=tensorboard_trace_handler(scratch),
+                               schedule=schedule(wait=0, warmup=1, active=steps, repeat=1))
+            profiler.start()
+
+    times = timed_steps(model, main.create_dataset(data_dir).take(steps + 21), on_warm=on_warm,
+                        on_step=lambda: profiler and profiler.step())
+    if profiler:
+        profiler.stop()
     sys.stdout.flush()
     print(f"step_ms {statistics.median(times) * 1000}")
 
 
-def timed_steps(model, dataset, warmup=20, on_warm=None):
+def timed_steps(model, dataset, warmup=20, on_warm=None, on_step=None):
     """Train `model` for one epoch of `dataset`; return the durations of the steps after `warmup`
-    (the first ones include compilation). `on_warm` is called once the warm-up is over."""
+    (the first ones include compilation). `on_warm` is called once the warm-up is over, and
+    `on_step` after every step from then on."""
     from mindspore.train import Callback
 
     class StepEnds(Callback):
@@ -51,32 +75,40 @@ def timed_steps(model, dataset, warmup=20, on_warm=None):
             ends.append(time.perf_counter())
             if len(ends) == warmup and on_warm:
                 on_warm()
+            elif len(ends) > warmup and on_step:
+                on_step()
 
     ends = []
     model.train(1, dataset, callbacks=[StepEnds()], dataset_sink_mode=False)
     return [b - a for a, b in zip(ends[warmup - 1:], ends[warmup:])]
 
 
-def run(part, steps, verbose=False):
+def run(part, steps, scratch, verbose=False):
     env = {**os.environ, **({"ONEDNN_VERBOSE": "1"} if verbose else {})}
-    result = subprocess.run([sys.executable, __file__, "--part", part, "--steps", str(steps)],
-                            capture_output=True, text=True, env=env, check=True)
+    result = subprocess.run([sys.executable, __file__, "--part", part, "--steps", str(steps),
+                             "--scratch", scratch], capture_output=True, text=True, env=env, check=True)
     return result.stdout
 
 
-def kernels_per_step(output, steps):
-    """Milliseconds per training step in each oneDNN primitive (kind, implementation, direction)."""
-    totals = collections.Counter()
+def kernels_per_step(scratch, steps):
+    """Milliseconds per training step and calls per step of each CPU kernel, from the profiler's table."""
+    table = next(Path(scratch).rglob("cpu_op_type_info_*.csv"))
+    with open(table, newline="") as f:
+        return {row["op_type"]: (float(row["total_compute_time"]) / steps, int(row["type_occurrences"]) / steps)
+                for row in csv.DictReader(f)}
+
+
+def onednn_implementations(output):
+    """The oneDNN implementation of each (primitive, direction) that ran in the timed steps."""
+    found = collections.defaultdict(set)
     timed = output.split(MARK, 1)[1].split("step_ms", 1)[0]
     for line in timed.splitlines():
         fields = line.split(",")
         if line.startswith("onednn_verbose") and "exec" in fields:
             i = fields.index("exec")
-            try:
-                totals[(fields[i + 2], fields[i + 3], fields[i + 4])] += float(fields[-1])
-            except (ValueError, IndexError):
-                continue
-    return {key: total / steps for key, total in totals.items()}
+            if len(fields) > i + 4:
+                found[(fields[i + 2], fields[i + 4])].add(fields[i + 3])
+    return found
 
 
 def number(output, key):
@@ -86,23 +118,29 @@ def number(output, key):
 def main_():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200, help="timed steps (default: 200)")
-    parser.add_argument("--part", choices=("data", "train"), help=argparse.SUPPRESS)
+    parser.add_argument("--part", choices=("data", "train", "profile"), help=argparse.SUPPRESS)
+    parser.add_argument("--scratch", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.part:
-        return worker(args.part, args.steps)
-    data_ms = number(run("data", 1875), "data_ms")
-    step_ms = number(run("train", args.steps), "step_ms")
-    kernels = kernels_per_step(run("train", args.steps, verbose=True), args.steps)
-    kernel_ms = sum(kernels.values())
-    print(f"Training step (median of {args.steps}): {step_ms:.2f} ms\n")
-    print(f"| {'part of a step':58} | {'ms':>6} |")
-    print(f"| {'-' * 58} | {'-' * 6} |")
-    for (kind, impl, direction), ms_ in sorted(kernels.items(), key=lambda item: -item[1]):
-        if ms_ >= 0.05:
-            print(f"| {f'oneDNN {kind} {direction} ({impl})':58} | {ms_:6.2f} |")
-    print(f"| {'oneDNN, all primitives':58} | {kernel_ms:6.2f} |")
-    print(f"| {'data pipeline, per batch, measured alone (overlaps)':58} | {data_ms:6.2f} |")
-    print(f"| {'everything else: other kernels, framework, Python':58} | {step_ms - kernel_ms:6.2f} |")
+        return worker(args.part, args.steps, args.scratch)
+    with tempfile.TemporaryDirectory() as scratch:
+        data_ms = number(run("data", 1875, scratch), "data_ms")
+        step_ms = number(run("train", args.steps, scratch), "step_ms")
+        run("profile", args.steps, scratch)
+        kernels = kernels_per_step(scratch, args.steps)
+        implementations = onednn_implementations(run("train", args.steps, scratch, verbose=True))
+    kernel_ms = sum(ms_ for ms_, _ in kernels.values())
+    print(f"Training step through Model.train (median of {args.steps}): {step_ms:.2f} ms\n")
+    print(f"| {'part of a step':44} | {'calls':>5} | {'ms':>6} | {'runs in':32} |")
+    print(f"| {'-' * 44} | {'-' * 5} | {'-' * 6} | {'-' * 32} |")
+    for op, (ms_, calls) in sorted(kernels.items(), key=lambda item: -item[1][0]):
+        kind = ONEDNN_KIND.get(op)
+        where = f"oneDNN {kind[0]} {', '.join(sorted(implementations.get(kind, ())))}" if kind else "MindSpore"
+        print(f"| {op:44} | {calls:5.0f} | {ms_:6.2f} | {where:32} |")
+    print(f"| {'all kernels (MindSpore profiler)':44} | {'':5} | {kernel_ms:6.2f} | {'':32} |")
+    print(f"| {'framework between kernels, Python, callbacks':44} | {'':5} | {step_ms - kernel_ms:6.2f} | "
+          f"{'step time minus all kernels':32} |")
+    print(f"| {'data pipeline per batch, alone (overlaps)':44} | {'':5} | {data_ms:6.2f} | {'its own threads':32} |")
 
 
 if __name__ == "__main__":

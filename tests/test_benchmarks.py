@@ -18,7 +18,7 @@ def test_compare_pytorch_prints_the_table_and_saves_the_plot(tmp_path):
               "--plot", str(tmp_path / "b.png"))
     for label in ("training epoch, s", "training steps per second", "evaluation over the test set",
                   "save one checkpoint", "load one checkpoint", "process start to first step",
-                  "peak resident memory"):
+                  "peak resident memory", "one-epoch train, start to exit"):
         assert re.search(rf"\| {re.escape(label)}.*\| +\d+\.\d\d \| +\d+\.\d\d \| +\d+\.\d\d \|", out), label
     assert (tmp_path / "b.png").stat().st_size > 10_000
 
