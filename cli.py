@@ -11,7 +11,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from checkpoint_files import CheckpointError, claim_folder, disk_full, newest_checkpoint, release_folders, shown, table
+from checkpoint_files import CheckpointError, claim_folder, disk_full, mindspore_log_silenced, newest_checkpoint, \
+    release_folders, shown, table
 from cloud_storage import StorageError, check_reachable, publish
 from mnist_data import SHIPPED_DIR, DataError
 from plotting import plot_training_log, show_if_interactive
@@ -230,11 +231,9 @@ def missing_cuda_libraries(load=ctypes.CDLL):
 
 
 def best_available():
-    logging.disable(logging.WARNING)  # probing a device that is not installed logs a warning
-    import mindspore as ms
-    found = next(d for d in BACKENDS if getattr(ms.device_context, d.lower()).is_available())
-    logging.disable(logging.NOTSET)
-    return found
+    with mindspore_log_silenced(logging.WARNING):  # probing a device that is not installed logs a warning
+        import mindspore as ms
+        return next(d for d in BACKENDS if getattr(ms.device_context, d.lower()).is_available())
 
 
 def check_device(args, load=ctypes.CDLL):

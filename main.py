@@ -135,9 +135,9 @@ def set_device(device_target=None, device_id=None):
 
 # %%
 def create_dataset(data_dir, training=True, batch_size=32, resize=(32, 32), rescale=1 / (255 * 0.3081),
-                   shift=-0.1307 / 0.3081, buffer_size=64, num_shards=None, shard_id=None):
-    """The MNIST training or test set, transformed and batched for LeNet5 (a shard of it, with num_shards)."""
-    dataset = MnistDataset(os.path.join(data_dir, "train" if training else "test"),
+                   shift=-0.1307 / 0.3081, buffer_size=64, num_samples=None, num_shards=None, shard_id=None):
+    """The MNIST training or test set (`num_samples` images of it, a shard with num_shards), batched for LeNet5."""
+    dataset = MnistDataset(os.path.join(data_dir, "train" if training else "test"), num_samples=num_samples,
                            num_shards=num_shards, shard_id=shard_id)
     dataset = dataset.map(input_columns=["image"], operations=[
         vision.Resize(resize), vision.Rescale(rescale, shift), vision.HWC2CHW()])
@@ -246,10 +246,9 @@ class SaveBest(Callback):
 def run_training(net, opt, data_dir, num_epochs, initial_epoch=0, ckpt_dir="ckpt", ckpt_name="lenet",
                  steps_per_epoch=None, callbacks=(), sink=None):
     """Train with a checkpoint each epoch and an evaluation after it; return (last, best) checkpoint."""
-    ds_train = create_dataset(data_dir)
-    if steps_per_epoch:  # a shorter epoch, for a quick run
-        ds_train = ds_train.take(steps_per_epoch)
-    ds_eval = create_dataset(data_dir, training=False)
+    # a shorter epoch reads fewer images: .take() would still transform the rest of the set at its end
+    ds_train = create_dataset(data_dir, num_samples=steps_per_epoch * 32 if steps_per_epoch else None)
+    ds_eval = create_dataset(data_dir, training=False, batch_size=1000)  # fewer, larger batches: quicker
     steps_per_epoch = ds_train.get_dataset_size()
 
     # ModelCheckpoint counts the steps of this run; a resumed run's count starts where it left off.
@@ -376,7 +375,7 @@ def infer(data_dir, ckpt_file):
     ms.load_param_into_net(net, ms.load_checkpoint(ckpt_file, crc_check=True, format=Path(ckpt_file).suffix[1:]))
     model = Model(net)
     images, labels, preds = [], [], []
-    for data in create_dataset(data_dir, training=False).create_dict_iterator(output_numpy=True):
+    for data in create_dataset(data_dir, training=False, batch_size=1000).create_dict_iterator(output_numpy=True):
         output = model.predict(ms.Tensor(data["image"]))
         images.append(data["image"])
         labels.append(data["label"])
@@ -564,7 +563,8 @@ def run_builtin(*callbacks, action=None):
     loss = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
     model = Model(net, loss, nn.Momentum(net.trainable_params(), 0.01, 0.9))
     try:
-        model.train(2, create_dataset(data_dir).take(200), callbacks=[*callbacks, counter], dataset_sink_mode=False)
+        model.train(2, create_dataset(data_dir, num_samples=200 * 32), callbacks=[*callbacks, counter],
+                    dataset_sink_mode=False)
     except RuntimeError as error:
         print("Crashed:", error)
     return {p.name: p.asnumpy() for p in model.train_network.get_parameters()}, counter.steps

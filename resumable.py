@@ -44,9 +44,8 @@ def epoch_dataset(create_dataset, data_dir, seed, epoch, steps_per_epoch=None, s
     """
     ds.config.set_seed((seed * 100_000 + epoch) % 2**32)  # MindSpore takes 0 to 2**32 - 1
     rank, workers = shard
-    dataset = create_dataset(data_dir, **({"num_shards": workers, "shard_id": rank} if workers > 1 else {}))
-    if steps_per_epoch:
-        dataset = dataset.take(steps_per_epoch)
+    dataset = create_dataset(data_dir, num_samples=steps_per_epoch * 32 if steps_per_epoch else None,
+                             **({"num_shards": workers, "shard_id": rank} if workers > 1 else {}))
     return dataset.skip(skip) if skip else dataset
 
 
@@ -178,8 +177,11 @@ class Diverged(Exception):
 
 
 class StopOnNonFinite(Callback):
-    """Stops training with `Diverged` as soon as a step's loss or the parameters it leaves are NaN or
-    Inf, before any later callback (a checkpoint, a best model) can save them. Put it first.
+    """Stops training with `Diverged` as soon as a step's loss is NaN or Inf, or the parameters are
+    at the end of an epoch, where the tutorial's ModelCheckpoint and SaveBest save: before any later
+    callback can save them. Put it first. (Reading every parameter costs about a tenth of a step,
+    so it is not done every step; a step that leaves them non-finite makes the next loss NaN, and
+    CheckpointSaver checks its own saves.)
 
     `position()` gives (epoch, step in epoch, global step); by default, from MindSpore's counts.
     `kept()` gives the last checkpoint saved, to name in the message.
@@ -192,7 +194,8 @@ class StopOnNonFinite(Callback):
     def on_train_step_end(self, run_context):
         cb_params = run_context.original_args()
         loss = step_loss(cb_params)
-        if np.isfinite(loss) and all_finite(cb_params.train_network):
+        epoch_end = cb_params.cur_step_num % cb_params.batch_num == 0
+        if np.isfinite(loss) and (not epoch_end or all_finite(cb_params.train_network)):
             return
         if self.position:
             epoch, step, global_step = self.position()
@@ -319,9 +322,9 @@ def train_resumable(network, create_dataset, data_dir, ckpt_dir, config, auto_re
                     stop_after_step=None, shard=(0, 1)):
     """Train `network()` to `config.num_epochs`, continuing exactly from `ckpt_dir` if `auto_resume`.
 
-    `create_dataset(data_dir, training, num_shards=, shard_id=)` makes the batches. One
-    `Model.train` call per epoch, on that epoch's batches; after each, an evaluation, the best
-    checkpoint and a save. `stop_after_step` simulates an interruption. `shard` is (rank, number
+    `create_dataset(data_dir, training, batch_size=, num_samples=, num_shards=, shard_id=)` makes
+    the batches. One `Model.train` call per epoch, on that epoch's batches; after each, an
+    evaluation (in batches of 1000: fewer calls, the same result), the best checkpoint and a save. `stop_after_step` simulates an interruption. `shard` is (rank, number
     of workers) under msrun. Returns the last checkpoint saved.
     """
     rank, workers = shard
@@ -359,8 +362,8 @@ def train_resumable(network, create_dataset, data_dir, ckpt_dir, config, auto_re
                 break  # stopped mid-epoch
             metrics = {}
             if config.evaluate and rank == 0:  # the test set is the same for every worker
-                metrics = {name: float(value) for name, value in
-                           model.eval(create_dataset(data_dir, training=False), callbacks=progress).items()}
+                test_set = create_dataset(data_dir, training=False, batch_size=1000)
+                metrics = {name: float(value) for name, value in model.eval(test_set, callbacks=progress).items()}
                 log.epoch_metrics(metrics)
                 saver.save_if_best(metrics["acc"], metrics["loss"])
             saver.save(**metrics)

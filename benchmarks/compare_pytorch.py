@@ -5,8 +5,9 @@
 
 Each framework runs in processes of its own, taking turns, with the tutorial's settings: batch
 32, resize to 32x32, normalisation, shuffling, momentum SGD with lr 0.01. Each process trains
-`--epochs` epochs (the first, which includes compilation, is not timed), evaluates once, saves
-and loads 20 times. The table shows the medians over `--repeats` processes of each framework,
+`--epochs` epochs (the first, which includes compilation, is not timed), times 200 training
+steps on one fixed batch (the step alone, without the data pipeline), evaluates the test set
+once in batches of 1000 (as `train` does), and saves and loads 20 times. The table shows the medians over `--repeats` processes of each framework,
 and the ratio ours/PyTorch.
 
 It also times one training epoch as a whole process, from start to exit, as a user meets it:
@@ -27,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 METRICS = [  # key, label, unit
     ("epoch_s", "training epoch", "s"),
     ("steps_per_s", "training steps per second", "1/s"),
+    ("step_ms", "training step on one fixed batch", "ms"),
     ("eval_s", "evaluation over the test set", "s"),
     ("save_ms", "save one checkpoint", "ms"),
     ("load_ms", "load one checkpoint", "ms"),
@@ -64,20 +66,20 @@ def mindspore_worker(args, started):
     model = Model(net, loss, main.nn.Momentum(net.trainable_params(), 0.01, 0.9), metrics={"acc"})
     epochs, steps = [], 0
     for epoch in range(args.epochs):
-        data = main.create_dataset(data_dir)
-        if args.steps_per_epoch:
-            data = data.take(args.steps_per_epoch)
+        data = main.create_dataset(data_dir, num_samples=args.steps_per_epoch and args.steps_per_epoch * 32)
         steps = data.get_dataset_size()
         start = time.perf_counter()
         model.train(1, data, callbacks=[FirstStep()] if epoch == 0 else [], dataset_sink_mode=False)
         epochs.append(time.perf_counter() - start)
+    images, labels = next(main.create_dataset(data_dir).create_tuple_iterator(num_epochs=1))
+    step_ms = median_ms(lambda: model.train_network(images, labels).asnumpy(), repeats=200)
     start = time.perf_counter()
-    acc = model.eval(main.create_dataset(data_dir, training=False))["acc"]
+    acc = model.eval(main.create_dataset(data_dir, training=False, batch_size=1000))["acc"]  # as `train` evaluates
     eval_s = time.perf_counter() - start
     path = str(Path(args.scratch) / "ms.ckpt")
     save_ms = median_ms(lambda: main.ms.save_checkpoint(model.train_network, path))
     load_ms = median_ms(lambda: main.ms.load_param_into_net(model.train_network, main.ms.load_checkpoint(path)))
-    return epochs, steps, eval_s, acc, save_ms, load_ms, first_step[0] - started
+    return epochs, steps, step_ms, eval_s, acc, save_ms, load_ms, first_step[0] - started
 
 
 def pytorch_worker(args, started):
@@ -121,9 +123,18 @@ def pytorch_worker(args, started):
             if steps == args.steps_per_epoch:
                 break
         epochs.append(time.perf_counter() - start)
+    images, labels = next(iter(torch.utils.data.DataLoader(train_set, batch_size=32, shuffle=True)))
+    images = transform(images)
+
+    def fixed_step():
+        optimizer.zero_grad()
+        loss_fn(net(images), labels).backward()
+        optimizer.step()
+
+    step_ms = median_ms(fixed_step, repeats=200) if args.worker == "pytorch" else None
     start, correct, seen = time.perf_counter(), 0, 0
     with torch.no_grad():
-        for images, labels in torch.utils.data.DataLoader(test_set, batch_size=32, shuffle=True, drop_last=True):
+        for images, labels in torch.utils.data.DataLoader(test_set, batch_size=1000):
             correct += (net(transform(images)).argmax(1) == labels).sum().item()
             seen += len(labels)
     eval_s = time.perf_counter() - start
@@ -140,17 +151,17 @@ def pytorch_worker(args, started):
 
     save_ms = median_ms(lambda: torch.save({"model": net.state_dict(), "optimizer": optimizer.state_dict()}, path))
     load_ms = median_ms(load)
-    return epochs, steps, eval_s, correct / seen, save_ms, load_ms, first_step - started
+    return epochs, steps, step_ms, eval_s, correct / seen, save_ms, load_ms, first_step - started
 
 
 def run_worker(args):
     worker = mindspore_worker if args.worker == "mindspore" else pytorch_worker
-    epochs, steps, eval_s, acc, save_ms, load_ms, startup_s = worker(args, args.started)
+    epochs, steps, step_ms, eval_s, acc, save_ms, load_ms, startup_s = worker(args, args.started)
     timed = epochs[1:] or epochs  # the first epoch includes graph compilation
     epoch_s = statistics.median(timed)
     print(json.dumps({
-        "epoch_s": epoch_s, "steps_per_s": steps / epoch_s, "eval_s": eval_s, "save_ms": save_ms,
-        "load_ms": load_ms, "startup_s": startup_s, "accuracy": acc,
+        "epoch_s": epoch_s, "steps_per_s": steps / epoch_s, "step_ms": step_ms, "eval_s": eval_s,
+        "save_ms": save_ms, "load_ms": load_ms, "startup_s": startup_s, "accuracy": acc,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
