@@ -202,11 +202,11 @@ def report(ours, theirs, args):
     print(f"Command: python benchmarks/compare_pytorch.py --repeats {args.repeats} --epochs {args.epochs}"
           + (f" --steps_per_epoch {args.steps_per_epoch}" if args.steps_per_epoch else ""))
     print()
-    print(f"| {'what':35} | {'MindSpore (ours)':>16} | {'PyTorch':>10} | {'ours/PyTorch':>12} |")
-    print(f"| {'-' * 35} | {'-' * 16} | {'-' * 10} | {'-' * 12} |")
+    print(f"| {'what':37} | {'MindSpore (ours)':>16} | {'PyTorch':>10} | {'ours/PyTorch':>12} |")
+    print(f"| {'-' * 37} | {'-' * 16} | {'-' * 10} | {'-' * 12} |")
     for key, label, unit in METRICS:
-        print(f"| {label + ', ' + unit:35} | {ours[key]:16.2f} | {theirs[key]:10.2f} | {ours[key] / theirs[key]:12.2f} |")
-    print(f"| {'test accuracy after the run':35} | {ours['accuracy']:16.4f} | {theirs['accuracy']:10.4f} | |")
+        print(f"| {label + ', ' + unit:37} | {ours[key]:16.2f} | {theirs[key]:10.2f} | {ours[key] / theirs[key]:12.2f} |")
+    print(f"| {'test accuracy after the run':37} | {ours['accuracy']:16.4f} | {theirs['accuracy']:10.4f} | |")
 
 
 def plot(ours, theirs, path):
