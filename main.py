@@ -69,8 +69,7 @@
 #
 # `GLOG_v=2` limits MindSpore's log to warnings and errors. On CPUs with AVX-512, oneDNN runs
 # LeNet5's convolutions in a slow reference kernel; capping it at AVX2 makes an epoch about ten
-# times faster (see the README). Both must be set before MindSpore starts. Each step of the data
-# pipeline gets one thread per core, up to MindSpore's default of 8, so as not to crowd the CPU.
+# times faster (see the README). Both must be set before MindSpore starts.
 
 # %%
 import logging
@@ -85,12 +84,11 @@ import matplotlib.pyplot as plt
 import mindspore as ms
 import numpy as np
 from mindspore import nn
-from mindspore.dataset import MnistDataset, config as dataset_config, transforms, vision
+from mindspore.dataset import MnistDataset, transforms, vision
 from mindspore.train import Callback, CheckpointConfig, LossMonitor, Model, ModelCheckpoint
 
 from mnist_data import prepare_mnist
 
-dataset_config.set_num_parallel_workers(min(8, os.cpu_count() or 1))
 np.set_printoptions(legacy="1.25")  # print metrics as 0.98, not np.float64(0.98)
 
 
@@ -534,6 +532,7 @@ def train_parity(net, params, data_dir, num_epochs=5):
 import signal
 import time
 
+from mindspore.dataset import config as dataset_config
 from mindspore.train import BackupAndRestore, OnRequestExit
 
 EXIT_STEP = 300  # epoch 2, step 100 of 200

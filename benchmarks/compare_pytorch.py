@@ -179,14 +179,14 @@ def measure(framework, args):
 def whole_process(framework, args, index):
     """Seconds from start to exit of one training epoch: `main.py train`, or the PyTorch equivalent."""
     if framework == "mindspore":
-        command = [sys.executable, str(ROOT / "main.py"), "train", "--num_epochs", "1",
-                   "--ckpt_dir", str(Path(args.scratch) / f"process-{index}")]
+        command = [sys.executable, str(ROOT / "main.py"), "train", "--num_epochs", "1", "--no_progress",
+                   "--data_url", str(ROOT / "MNIST"), "--ckpt_dir", f"process-{index}"]
     else:
         command = [sys.executable, __file__, "--worker", "pytorch-process", "--scratch", args.scratch]
     if args.steps_per_epoch:
         command += ["--steps_per_epoch", str(args.steps_per_epoch)]
     start = time.perf_counter()
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    result = subprocess.run(command, cwd=args.scratch, capture_output=True, text=True, check=False)  # its figure too
     if result.returncode != 0:
         sys.exit(f"error: the whole-process {framework} run failed:\n{result.stderr[-3000:]}")
     return time.perf_counter() - start
