@@ -184,7 +184,7 @@ def test_notebook_runs_in_a_jupyter_kernel_twice_then_the_readme_commands_work(s
         assert "Stopped after step 300 as asked" in out
         assert re.search(r"Continuing from \S+/interrupted/lenet-2_100.ckpt: epoch 2, step 100", out)
         assert "Same parameters as the uninterrupted run, bit for bit: True" in out
-        assert re.search(r"lenet-best.ckpt +2 +400 +0\.[89]\d{3}", out)
+        assert re.search(r"lenet-best.ckpt +(1 +200|2 +400) +0\.[89]\d{3}", out)  # the better of its 2 epochs
         assert re.search(r"Fine-tuned: +odd/even accuracy 0\.\d{3} after 50 steps on 320 images", out)
         assert "Not loaded: fc3.weight, shape (10, 84) in the checkpoint, (2, 84) here" in out
         assert "to ckpt/lenet5.mindir, input shape (32, 1, 32, 32)" in out and "Same predictions: True" in out
