@@ -109,8 +109,8 @@ def add_ckpt_dir(parser, default_dir, suppress=False):
 
 def add_steps(parser, suppress=False):
     parser.add_argument("--steps_per_epoch", type=positive_int, default=argparse.SUPPRESS if suppress else None,
-                        metavar="M", help="train only the first M batches of each epoch, for a quick run "
-                                          "(default: all 1875)")
+                        metavar="M", help="train M batches per epoch, on 32*M training images drawn at random, "
+                                          "for a quick run (default: all 1875)")
 
 
 def add_ckpt(parser):
