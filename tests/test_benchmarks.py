@@ -30,6 +30,8 @@ def test_profile_step_breaks_a_step_down():
     assert re.search(r"\| Conv2DBackpropFilter +\| +2 \| +\d+\.\d\d \| oneDNN convolution \S+", out)
     assert re.search(r"\| MaxPool3DGradWithArgmax +\| +2 \| +\d+\.\d\d \| MindSpore", out)
     assert re.search(r"framework between kernels, Python, callbacks +\| +\| +-?\d+\.\d\d \|", out)
+    # the pipeline's CPU time while it runs beside the training steps, from its threads (Linux)
+    assert re.search(r"\| the data pipeline's threads +\| +\d+\.\d\d \|", out)
 
 
 def test_checkpoint_cost_compares_a_save_with_a_step():
