@@ -100,7 +100,9 @@ def run_script(cwd, *args, timeout=900):
 
 # Python versions: each supported interpreter gets a venv built with the README's own install
 # command. The builds mostly wait for downloads, so they start in the background as soon as the
-# tests are collected, and overlap the other tests; test_python_versions.py waits for them.
+# tests are collected, and overlap the other tests; test_python_versions.py waits for them. They
+# run at the lowest priority (nice 19), so that unpacking the wheels takes only the CPU time the
+# tests leave idle instead of slowing them down.
 SUPPORTED_PYTHONS = ("3.10", "3.12")  # 3.11 is the interpreter of the test venv itself
 VENV_BUILDS = {}
 
@@ -137,8 +139,9 @@ def pytest_collection_modifyitems(session, config, items):
             shutil.copy2(ROOT / name, folder / name)
         command = readme_install_command().replace("python3 ", f"{python} ", 1)
         log = open(folder / "install.log", "w")
-        VENV_BUILDS[version] = (folder, subprocess.Popen(["bash", "-c", command], cwd=folder, stdout=log,
-                                                         stderr=subprocess.STDOUT, env=dict(os.environ)))
+        build = subprocess.Popen(["nice", "-n", "19", "bash", "-c", command], cwd=folder, stdout=log,
+                                 stderr=subprocess.STDOUT, env=dict(os.environ))
+        VENV_BUILDS[version] = (folder, build)
 
 
 def pytest_sessionfinish(session, exitstatus):
