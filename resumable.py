@@ -324,8 +324,9 @@ def train_resumable(network, create_dataset, data_dir, ckpt_dir, config, auto_re
 
     `create_dataset(data_dir, training, batch_size=, num_samples=, num_shards=, shard_id=)` makes
     the batches. One `Model.train` call per epoch, on that epoch's batches; after each, an
-    evaluation (in batches of 1000: fewer calls, the same result), the best checkpoint and a save. `stop_after_step` simulates an interruption. `shard` is (rank, number
-    of workers) under msrun. Returns the last checkpoint saved.
+    evaluation (in batches of 1000: fewer calls, the same result), the best checkpoint and a
+    save. `stop_after_step` simulates an interruption. `shard` is (rank, number of workers) under
+    msrun. Returns the last checkpoint saved.
     """
     rank, workers = shard
     steps_per_epoch = epoch_dataset(create_dataset, data_dir, config.seed, 0, config.steps_per_epoch,

@@ -7,8 +7,8 @@ Each framework runs in processes of its own, taking turns, with the tutorial's s
 32, resize to 32x32, normalisation, shuffling, momentum SGD with lr 0.01. Each process trains
 `--epochs` epochs (the first, which includes compilation, is not timed), times 200 training
 steps on one fixed batch (the step alone, without the data pipeline), evaluates the test set
-once in batches of 1000 (as `train` does), and saves and loads 20 times. The table shows the medians over `--repeats` processes of each framework,
-and the ratio ours/PyTorch.
+once in batches of 1000 (as `train` does), and saves and loads 20 times. The table shows the
+medians over `--repeats` processes of each framework, and the ratio ours/PyTorch.
 
 It also times one training epoch as a whole process, from start to exit, as a user meets it:
 `python main.py train --num_epochs 1` against a PyTorch script that loads the same files, trains
@@ -123,15 +123,17 @@ def pytorch_worker(args, started):
             if steps == args.steps_per_epoch:
                 break
         epochs.append(time.perf_counter() - start)
-    images, labels = next(iter(torch.utils.data.DataLoader(train_set, batch_size=32, shuffle=True)))
-    images = transform(images)
+    step_ms = None
+    if args.worker == "pytorch":  # not in the whole-process run, which `train` does not do either
+        images, labels = next(iter(torch.utils.data.DataLoader(train_set, batch_size=32, shuffle=True)))
+        images = transform(images)
 
-    def fixed_step():
-        optimizer.zero_grad()
-        loss_fn(net(images), labels).backward()
-        optimizer.step()
+        def fixed_step():
+            optimizer.zero_grad()
+            loss_fn(net(images), labels).backward()
+            optimizer.step()
 
-    step_ms = median_ms(fixed_step, repeats=200) if args.worker == "pytorch" else None
+        step_ms = median_ms(fixed_step, repeats=200)
     start, correct, seen = time.perf_counter(), 0, 0
     with torch.no_grad():
         for images, labels in torch.utils.data.DataLoader(test_set, batch_size=1000):
