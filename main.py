@@ -428,10 +428,10 @@ def infer(data_dir, ckpt_file):
 #
 # *Why:* four images say little about a model. The confusion matrix counts, for each true
 # digit (row), what the model said (column), so its off-diagonal cells show which digits it
-# confuses; then come the images it gets wrong. The figures live in `plotting.py`.
+# confuses; then come the images it gets wrong. The figures live in `machinery/plotting.py`.
 
 # %% active="ipynb"
-# from plotting import plot_confusion_matrix, plot_misclassified
+# from machinery.plotting import plot_confusion_matrix, plot_misclassified
 #
 # plot_confusion_matrix(labels, preds)
 # plot_misclassified(images, labels, preds);
@@ -608,12 +608,12 @@ def compare(name, params, steps):
 # run's seed. A continued run takes the newest intact checkpoint, rebuilds the data order of
 # that epoch from the seed, skips the batches already trained on, and goes on from the next
 # step. SIGINT and SIGTERM both stop it cleanly after the current step, with a checkpoint and
-# the command that continues. The engine is `train_resumable`, in `resumable.py`. The same
+# the command that continues. The engine is `train_resumable`, in `machinery/resumable.py`. The same
 # interruption, after step 300, then `auto_resume`:
 
 # %%
-from checkpoint_files import read_checkpoint, shown, table
-from resumable import TrainConfig, train_resumable
+from machinery.checkpoint_files import read_checkpoint, shown, table
+from machinery.resumable import TrainConfig, train_resumable
 
 # %% active="ipynb"
 # demo = TrainConfig(num_epochs=2, steps_per_epoch=200, save_steps=100, seed=1)
@@ -711,21 +711,21 @@ def export_model(ckpt_file, file_format="MINDIR", file_name="lenet5"):
 #
 # `python main.py` runs the tutorial's steps; the commands `train`, `resume`, `infer`, `list`
 # and `export` run one step each, and `python main.py COMMAND --help` describes their options
-# (see the README). The command line is in `cli.py`; the cell below, which only the script
+# (see the README). The command line is in `machinery/cli.py`; the cell below, which only the script
 # runs, connects it to the functions above.
 
 # %% active="py"
 from mindspore.train import History
 
-import cli
-from checkpoint_files import all_checkpoints, resolve, run_files
-from cloud_storage import fetch_dir
-from monitoring import ProgressBar, progress_enabled
-from plotting import plot_confusion_matrix, plot_misclassified, plot_training_curves
+from machinery import cli
+from machinery.checkpoint_files import all_checkpoints, resolve, run_files
+from machinery.cloud_storage import fetch_dir
+from machinery.monitoring import ProgressBar, progress_enabled
+from machinery.plotting import plot_confusion_matrix, plot_misclassified, plot_training_curves
 
 
 def main(args):
-    """Run the command in `args` (see cli.py); return the files to copy to --train_url."""
+    """Run the command in `args` (see machinery/cli.py); return the files to copy to --train_url."""
     try:
         set_device(args.device_target, args.device_id)
     except ValueError as error:

@@ -18,8 +18,7 @@ import nbformat
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT_FILES = ["main.py", "mnist_data.py", "checkpoint_files.py", "cloud_storage.py", "monitoring.py",
-                 "plotting.py", "resumable.py", "cli.py"]
+PROJECT_FILES = ["main.py", "mnist_data.py", "machinery"]
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
@@ -39,7 +38,10 @@ def build(target=ROOT / "main.ipynb", timeout=3600):
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         for name in PROJECT_FILES:
-            shutil.copy2(ROOT / name, scratch / name)
+            if (ROOT / name).is_dir():
+                shutil.copytree(ROOT / name, scratch / name, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy2(ROOT / name, scratch / name)
         (scratch / "MNIST").mkdir()
         for gz in (ROOT / "MNIST").glob("*.gz"):
             (scratch / "MNIST" / gz.name).symlink_to(gz)

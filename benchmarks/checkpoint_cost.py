@@ -14,7 +14,7 @@ import main  # noqa: E402  (sets the oneDNN cap before MindSpore loads)
 from mindspore.train import Model  # noqa: E402
 from mnist_data import SHIPPED_DIR  # noqa: E402
 from profile_step import timed_steps  # noqa: E402
-from resumable import CheckpointSaver, TrainConfig  # noqa: E402
+from machinery.resumable import CheckpointSaver, TrainConfig  # noqa: E402
 
 
 def median_ms(times):

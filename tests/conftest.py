@@ -11,8 +11,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-PROJECT_FILES = ["main.py", "main.ipynb", "mnist_data.py", "cloud_storage.py", "plotting.py", "checkpoint_files.py",
-                 "monitoring.py", "resumable.py", "cli.py"]
+PROJECT_FILES = ["main.py", "main.ipynb", "mnist_data.py", "machinery"]
+
+
+def copy_project_files(names, target):
+    """Copy the named files and folders of the project into the folder `target`."""
+    for name in names:
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, target / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(ROOT / name, target / name)
 
 
 def write_idx(split_dir, prefix, images, labels):
@@ -65,8 +73,7 @@ def project(tmp_path):
     """A scratch copy of the project for the notebook, sharing the shipped MNIST files by symlink."""
     copy = tmp_path / "project"
     (copy / "MNIST").mkdir(parents=True)
-    for name in PROJECT_FILES:
-        shutil.copy2(ROOT / name, copy / name)
+    copy_project_files(PROJECT_FILES, copy)
     for gz in (ROOT / "MNIST").glob("*.gz"):
         (copy / "MNIST" / gz.name).symlink_to(gz)
     return copy
@@ -135,8 +142,7 @@ def pytest_collection_modifyitems(session, config, items):
         if python is None:
             continue
         folder = Path(tempfile.mkdtemp(prefix=f"py{version}-"))
-        for name in [*PROJECT_FILES, "requirements.txt"]:
-            shutil.copy2(ROOT / name, folder / name)
+        copy_project_files([*PROJECT_FILES, "requirements.txt"], folder)
         command = readme_install_command().replace("python3 ", f"{python} ", 1)
         log = open(folder / "install.log", "w")
         build = subprocess.Popen(["nice", "-n", "19", "bash", "-c", command], cwd=folder, stdout=log,

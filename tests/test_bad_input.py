@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from checkpoint_files import read_checkpoint
+from machinery.checkpoint_files import read_checkpoint
 from conftest import ROOT, run_script, script_command
 
 USER_FILE = "ckpt/lenet-1_1875.ckpt"

@@ -5,7 +5,7 @@ import mindspore as ms
 import numpy as np
 import pytest
 
-from checkpoint_files import read_checkpoint, run_info
+from machinery.checkpoint_files import read_checkpoint, run_info
 from conftest import run_script
 
 

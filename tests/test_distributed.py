@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from checkpoint_files import RUN_INFO, read_checkpoint
+from machinery.checkpoint_files import RUN_INFO, read_checkpoint
 from conftest import ROOT, free_port, run_script
 
 TRAIN = ["train", "--num_epochs", "2", "--save_steps", "5", "--seed", "3", "--auto_resume", "--ckpt_dir", "ckpt"]

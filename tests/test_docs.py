@@ -2,7 +2,7 @@
 import argparse
 import re
 
-import cli
+from machinery import cli
 from conftest import ROOT
 
 COMMANDS = ("train", "resume", "infer", "list", "export", "curves")

@@ -14,7 +14,7 @@ import threading
 import numpy as np
 import pytest
 
-from conftest import ROOT, free_port, write_idx
+from conftest import ROOT, copy_project_files, free_port, write_idx
 from mnist_data import MNIST_FILES, DataError, download_mnist, prepare_mnist
 
 GZ_NAMES = [f"{name}.gz" for files in MNIST_FILES.values() for name in files]
@@ -172,8 +172,7 @@ def test_some_mnist_files_but_not_all_is_an_error_not_a_download(tmp_path, tiny_
 def test_the_script_without_network_or_shipped_copy_fails_in_one_line(tmp_path, dead_mirror):
     project = tmp_path / "project"
     project.mkdir()
-    for module in ROOT.glob("*.py"):  # every top-level module main.py may import; no MNIST/
-        shutil.copy2(module, project)
+    copy_project_files(["main.py", "mnist_data.py", "machinery"], project)  # no MNIST/
     (tmp_path / "data").mkdir()
     result = subprocess.run([sys.executable, "main.py", "infer", "--data_url", str(tmp_path / "data")],
                             cwd=project, capture_output=True, text=True, timeout=300,

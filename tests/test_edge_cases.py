@@ -13,7 +13,7 @@ from pathlib import Path
 import mindspore as ms
 import pytest
 
-from checkpoint_files import read_checkpoint, run_info
+from machinery.checkpoint_files import read_checkpoint, run_info
 from conftest import ROOT, run_script, script_command
 
 

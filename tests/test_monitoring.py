@@ -11,7 +11,7 @@ import numpy as np
 from mindspore.train import History
 
 from conftest import run_script, script_command
-from plotting import plot_confusion_matrix, plot_misclassified, plot_training_curves
+from machinery.plotting import plot_confusion_matrix, plot_misclassified, plot_training_curves
 
 
 def run_in_terminal(cwd, *args, timeout=600):

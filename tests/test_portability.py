@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-import cli
+from machinery import cli
 from conftest import ROOT, run_script
 
 SHIM = ROOT / "tests" / "portability_shim.py"
@@ -52,7 +52,7 @@ def test_saving_resuming_and_listing_work_without_the_posix_only_facilities(tmp_
 
 
 def test_the_directory_fsync_is_skipped_only_where_the_os_has_none(tmp_path, monkeypatch):
-    import checkpoint_files
+    from machinery import checkpoint_files
     opened = []
     real_open = os.open
     monkeypatch.setattr(os, "open", lambda path, flags, *a: opened.append(str(path)) or real_open(path, flags, *a))

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from checkpoint_files import read_checkpoint, regular_checkpoints
+from machinery.checkpoint_files import read_checkpoint, regular_checkpoints
 from conftest import ROOT, run_script, script_command
 
 RUN = ["train", "--num_epochs", "3", "--save_steps", "5", "--seed", "7"]

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from checkpoint_files import LOCK_NAME, RUN_INFO, read_checkpoint, regular_checkpoints
+from machinery.checkpoint_files import LOCK_NAME, RUN_INFO, read_checkpoint, regular_checkpoints
 from conftest import ROOT, run_script, script_command
 
 QUICK = ["--steps_per_epoch", "5", "--no_progress"]

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from checkpoint_files import read_checkpoint, run_info
+from machinery.checkpoint_files import read_checkpoint, run_info
 
 
 def command(*args):

@@ -79,7 +79,7 @@ class Calls(Callback):
 
 def test_the_callbacks_are_right_when_they_fire_once_per_sink(cpu, short_last_batch_mnist, tmp_path, monkeypatch,
                                                               capsys):
-    import monitoring
+    from machinery import monitoring
     sink_helpers = {}
 
     def exec_preprocess(self, is_train, dataset, dataset_sink_mode, sink_size=-1, epoch_num=1, dataset_helper=None):

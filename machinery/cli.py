@@ -11,12 +11,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from checkpoint_files import CheckpointError, claim_folder, disk_full, mindspore_log_silenced, newest_checkpoint, \
+from .checkpoint_files import CheckpointError, claim_folder, disk_full, mindspore_log_silenced, newest_checkpoint, \
     release_folders, shown, table
-from cloud_storage import StorageError, check_reachable, publish
+from .cloud_storage import StorageError, check_reachable, publish
 from mnist_data import SHIPPED_DIR, DataError
-from plotting import plot_training_log, show_if_interactive
-from resumable import LOG_NAME, Diverged, StopOnNonFinite, StopOnSignal, TrainingInterrupted, read_log  # noqa: F401 (for main.py)
+from .plotting import plot_training_log, show_if_interactive
+from .resumable import LOG_NAME, Diverged, StopOnNonFinite, StopOnSignal, TrainingInterrupted, read_log  # noqa: F401 (for main.py)
 
 BACKENDS = ("Ascend", "GPU", "CPU")
 DEFAULT_TRAIN_DIR = "ckpt/train"  # train's own folder, beside the tutorial's files in ckpt/

@@ -18,9 +18,9 @@ import numpy as np
 from mindspore import nn
 from mindspore.train import Callback, Model
 
-from checkpoint_files import FORMATS, CheckpointError, all_finite, check_shapes, read_checkpoint, \
+from .checkpoint_files import FORMATS, CheckpointError, all_finite, check_shapes, read_checkpoint, \
     regular_checkpoints, run_info, shown, write_checkpoint
-from monitoring import ProgressBar
+from .monitoring import ProgressBar
 
 
 @dataclass
