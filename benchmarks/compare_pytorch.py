@@ -207,7 +207,8 @@ def report(ours, theirs, args):
     print(f"| {'what':37} | {'MindSpore (ours)':>16} | {'PyTorch':>10} | {'ours/PyTorch':>12} |")
     print(f"| {'-' * 37} | {'-' * 16} | {'-' * 10} | {'-' * 12} |")
     for key, label, unit in METRICS:
-        print(f"| {label + ', ' + unit:37} | {ours[key]:16.2f} | {theirs[key]:10.2f} | {ours[key] / theirs[key]:12.2f} |")
+        ratio = ours[key] / theirs[key]
+        print(f"| {label + ', ' + unit:37} | {ours[key]:16.2f} | {theirs[key]:10.2f} | {ratio:12.2f} |")
     print(f"| {'test accuracy after the run':37} | {ours['accuracy']:16.4f} | {theirs['accuracy']:10.4f} | |")
 
 

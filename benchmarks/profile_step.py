@@ -4,7 +4,8 @@
 
 Runs in four processes: one times the data pipeline alone; one times training steps through
 `Model.train`, as the product trains, and counts the CPU time of each kind of thread meanwhile
-(on Linux), which shows what the pipeline takes from the step on the same cores; one profiles the same steps with MindSpore's own profiler
+(on Linux), which shows what the pipeline takes from the step on the same cores; one profiles the same
+steps with MindSpore's own profiler
 (`mindspore.profiler.profile`), which times every kernel; and one runs them with
 ONEDNN_VERBOSE=1, which names the oneDNN implementation behind each kernel that oneDNN runs.
 """

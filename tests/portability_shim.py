@@ -41,7 +41,7 @@ if "drives" in simulate:
 
     def relpath(path, start=None):
         if not os.path.abspath(path).startswith(os.getcwd() + os.sep):
-            raise ValueError(f"path is on mount 'D:', start on mount 'C:'")
+            raise ValueError("path is on mount 'D:', start on mount 'C:'")
         return real_relpath(path, start)
 
     os.path.relpath = relpath

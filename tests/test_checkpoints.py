@@ -33,7 +33,8 @@ def test_a_continued_run_compares_against_the_best_it_inherited(cpu, small_mnist
     ms.save_checkpoint(list({"name": k, "data": v} for k, v in params.items()), str(first),
                        append_dict=info, crc_check=True)
     best_before = (tmp_path / "lenet-best.ckpt").read_bytes()
-    last = cpu.train_resumable(cpu.LeNet5, cpu.create_dataset, small_mnist, tmp_path, cpu.TrainConfig(num_epochs=2, seed=1), auto_resume=True)
+    last = cpu.train_resumable(cpu.LeNet5, cpu.create_dataset, small_mnist, tmp_path,
+                               cpu.TrainConfig(num_epochs=2, seed=1), auto_resume=True)
     assert "best acc 0.9990" in capsys.readouterr().out
     assert (tmp_path / "lenet-best.ckpt").read_bytes() == best_before  # epoch 2 did not beat 0.999
     assert run_info(read_checkpoint(last))["best_acc"] == pytest.approx(0.999)
@@ -115,6 +116,9 @@ def test_resume_command_continues_the_epoch_count(trained, small_mnist):
     assert "\nlenet_1-3_20.ckpt\nlenet_1-best.ckpt\nlenet_1-graph.meta\n" in result.stdout
 
 
+DAMAGED = "damaged or not a checkpoint (its format or CRC check failed)"
+
+
 def flip_a_bit(data):
     data = bytearray(data)
     data[len(data) // 2] ^= 0x10
@@ -122,9 +126,9 @@ def flip_a_bit(data):
 
 
 @pytest.mark.parametrize("make, problem", [
-    (lambda good: b"just some text, not a checkpoint\n", "damaged or not a checkpoint (its format or CRC check failed)"),
-    (lambda good: good[:len(good) // 3], "damaged or not a checkpoint (its format or CRC check failed)"),
-    (flip_a_bit, "damaged or not a checkpoint (its format or CRC check failed)"),
+    (lambda good: b"just some text, not a checkpoint\n", DAMAGED),
+    (lambda good: good[:len(good) // 3], DAMAGED),
+    (flip_a_bit, DAMAGED),
 ])
 def test_a_bad_checkpoint_gives_one_line(trained, small_mnist, tmp_path, make, problem):
     bad = tmp_path / "bad.ckpt"

@@ -6,7 +6,6 @@ import gzip
 import hashlib
 import http.server
 import os
-import shutil
 import subprocess
 import sys
 import threading

@@ -25,7 +25,8 @@ def test_export_command_writes_the_file(checkpoint, file_format):
     result = run_script(cwd, "export", "--ckpt", "latest", "--file_format", file_format)
     assert result.returncode == 0, result.stderr
     path = cwd / f"lenet5.{file_format.lower()}"
-    assert f"Exported ckpt/train/lenet-1_20.ckpt to lenet5.{file_format.lower()}, input shape (32, 1, 32, 32)" in result.stdout
+    assert (f"Exported ckpt/train/lenet-1_20.ckpt to lenet5.{file_format.lower()}, input shape (32, 1, 32, 32)"
+            in result.stdout)
     assert path.stat().st_size > 200_000  # the 61,684 float32 weights are inside
 
 

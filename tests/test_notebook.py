@@ -4,11 +4,9 @@ import ast
 import copy
 import re
 import shutil
-import sys
 
 import jupytext
 import nbformat
-import pytest
 from nbclient import NotebookClient
 
 from conftest import ROOT, mnist_subset
@@ -118,7 +116,8 @@ def test_the_prose_matches_the_committed_numbers():
     assert acc[2] >= 0.97 and acc[4] >= 0.975, acc  # "at least 0.97", "0.975 or more"
     markdown = "\n".join(cell.source for cell in COMMITTED.cells if cell.cell_type == "markdown")
     assert "at least 0.97" in markdown and "0.975 or more" in markdown
-    parity = dict(re.findall(r"(From scratch|Fine-tuned|Fine-tuned, backbone frozen): +odd/even accuracy ([0-9.]+)", out))
+    parity = dict(re.findall(r"(From scratch|Fine-tuned|Fine-tuned, backbone frozen): +odd/even accuracy ([0-9.]+)",
+                             out))
     assert float(parity["Fine-tuned"]) > 0.93 and float(parity["Fine-tuned, backbone frozen"]) > 0.93, parity
     assert 0.7 < float(parity["From scratch"]) < 0.9, parity  # "about 0.8"
     assert "reach about 0.8. From the checkpoint they reach more than 0.93" in markdown
@@ -191,8 +190,8 @@ def test_notebook_runs_in_a_jupyter_kernel_twice_then_the_readme_commands_work(s
         text = outputs_text(executed)
         assert "[ERROR]" not in text and "[WARNING]" not in text
     first_out = stdout_of(first)
-    assert "Checkpoints after first training:\nlenet-1_100.ckpt\nlenet-2_100.ckpt\nlenet-best.ckpt\nlenet-graph.meta\n" \
-        in first_out
+    assert ("Checkpoints after first training:\nlenet-1_100.ckpt\nlenet-2_100.ckpt\nlenet-best.ckpt\n"
+            "lenet-graph.meta\n") in first_out
     assert "Checkpoints after resuming training:\nlenet-1_100.ckpt" in first_out
     assert "lenet_1-3_100.ckpt\nlenet_1-4_100.ckpt\nlenet_1-best.ckpt\nlenet_1-graph.meta\n" in first_out
     # issue 11: after the notebook, the README's commands work in the same folders

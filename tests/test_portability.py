@@ -1,6 +1,5 @@
 """The Windows and macOS branches, run here by simulation (tests/portability_shim.py), and the
 device options: --device_id, DEVICE_ID, the CUDA check."""
-import argparse
 import os
 import signal
 import subprocess

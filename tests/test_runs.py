@@ -199,7 +199,7 @@ def test_the_log_holds_every_step_once_across_interruptions(tmp_path, small_mnis
 
     for run, sig, after in [("1", signal.SIGKILL, 7), ("2", signal.SIGTERM, 9)]:
         process = start(tmp_path, *args)
-        wait_for(process, lambda: max(logged_steps(run), default=0) >= after, f"step {after}")
+        wait_for(process, lambda run=run, after=after: max(logged_steps(run), default=0) >= after, f"step {after}")
         process.send_signal(sig)
         _, err = process.communicate(timeout=120)
         if sig == signal.SIGTERM:
