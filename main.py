@@ -46,9 +46,11 @@
 # ## Preparation
 #
 # MNIST has 60,000 training and 10,000 test images of handwritten digits in 10 classes
-# (<http://yann.lecun.com/exdb/mnist/>). The repository ships the four published `.gz` files
-# in `MNIST/`. `prepare_mnist`, from `mnist_data.py`, is the only helper the tutorial imports
-# (copy it along with the notebook): it unpacks the files into this layout and checks them.
+# (<http://yann.lecun.com/exdb/mnist/>). The repository ships the four MNIST files in `MNIST/`,
+# recompressed with `gzip -9 -n`; their content is the original, byte for byte (see
+# `MNIST/README.md`). `prepare_mnist`, from `mnist_data.py`, is the only helper the tutorial
+# imports (copy it along with the notebook): it unpacks the files into this layout and checks
+# them.
 #
 # ```text
 # checkpoint
@@ -69,7 +71,7 @@
 #
 # `GLOG_v=2` limits MindSpore's log to warnings and errors. On CPUs with AVX-512, oneDNN runs
 # LeNet5's convolutions in a slow reference kernel; capping it at AVX2 makes an epoch about ten
-# times faster (see the README). Both must be set before MindSpore starts.
+# times faster (see `docs/speed.md`). Both must be set before MindSpore starts.
 
 # %%
 import logging
@@ -158,7 +160,7 @@ def create_dataset(data_dir, training=True, batch_size=32, resize=(32, 32), resc
 # parameters. `pad_mode="pad", padding=0` computes the same pooling as the default, bit for bit,
 # through CPU kernels that make a training step about a fifth faster.
 #
-# ![LeNet5: two convolutions with max-pooling, then three dense layers](images/lenet5.png)
+# ![LeNet5: two convolutions with max-pooling, then three dense layers](docs/images/lenet5.png)
 #
 # [1] Our drawing of the network; the original tutorial's figure is from
 # <http://yann.lecun.com/exdb/publis/pdf/lecun-01a.pdf>.
@@ -640,7 +642,7 @@ from machinery.resumable import TrainConfig, train_resumable
 #
 # ```sh
 # msrun --worker_num=2 --local_worker_num=2 --master_addr=127.0.0.1 --master_port=8118 \
-#       main.py train --auto_resume
+#       --join=True main.py train --auto_resume
 # ```
 #
 # Under `msrun`, `train` joins the workers with `init()` and sets `DATA_PARALLEL` with
