@@ -531,11 +531,7 @@ def train_parity(net, params, data_dir, num_epochs=5):
 # after step 300, and the rerun compared with a run that was never interrupted.
 
 # %%
-import signal
-import time
-
 from mindspore.dataset import config as dataset_config
-from mindspore.train import BackupAndRestore, OnRequestExit
 
 EXIT_STEP = 300  # epoch 2, step 100 of 200
 
@@ -557,7 +553,7 @@ def crash():
     raise RuntimeError(f"simulated crash after step {EXIT_STEP}")
 
 
-def run_builtin(*callbacks, action=None):
+def run_builtin(data_dir, *callbacks, action=None):
     """Train 2 epochs of 200 steps with fixed seeds; return the parameters and the steps trained."""
     ms.set_seed(1)
     dataset_config.set_seed(1)
@@ -572,7 +568,8 @@ def run_builtin(*callbacks, action=None):
     return {p.name: p.asnumpy() for p in model.train_network.get_parameters()}, counter.steps
 
 
-def compare(name, params, steps):
+def compare(name, reference, params, steps):
+    """Print how far a rerun's parameters `params` ended from those of the uninterrupted run."""
     weights = [name for name in reference if "." in name and not name.startswith("moments.")]
     difference = max(np.abs(params[name] - reference[name]).max() for name in weights)
     print(f"{name}: the rerun trained {steps} steps (100 were left); optimizer steps in all: "
@@ -580,19 +577,24 @@ def compare(name, params, steps):
 
 
 # %% active="ipynb"
+# import signal
+# import time
+#
+# from mindspore.train import BackupAndRestore, OnRequestExit
+#
 # crash_dir = Path("ckpt") / time.strftime("crash-%Y%m%d-%H%M%S")  # a fresh folder each time
-# reference, _ = run_builtin()
-# run_builtin(BackupAndRestore(str(crash_dir / "backup")), action=crash)
-# compare("BackupAndRestore", *run_builtin(BackupAndRestore(str(crash_dir / "backup"))))
+# reference, _ = run_builtin(data_dir)
+# run_builtin(data_dir, BackupAndRestore(str(crash_dir / "backup")), action=crash)
+# compare("BackupAndRestore", reference, *run_builtin(data_dir, BackupAndRestore(str(crash_dir / "backup"))))
 #
 # os.environ["MS_ENABLE_GRACEFUL_EXIT"] = "1"  # read when the Model is built
 # previous_handler = signal.getsignal(signal.SIGTERM)
 # logging.disable(logging.WARNING)  # OnRequestExit logs a warning when it stops training
-# exit_cb = lambda: OnRequestExit(save_mindir=False, file_name="LeNet5", directory=str(crash_dir / "exit"))
-# _, steps = run_builtin(exit_cb(), action=lambda: os.kill(os.getpid(), signal.SIGTERM))
+# exit_callback = lambda: OnRequestExit(save_mindir=False, file_name="LeNet5", directory=str(crash_dir / "exit"))
+# _, steps = run_builtin(data_dir, exit_callback(), action=lambda: os.kill(os.getpid(), signal.SIGTERM))
 # print(f"OnRequestExit: SIGTERM after step {EXIT_STEP} stopped the run after {steps} steps; saved",
 #       *os.listdir(crash_dir / "exit" / "rank_0"))
-# compare("OnRequestExit", *run_builtin(exit_cb()))
+# compare("OnRequestExit", reference, *run_builtin(data_dir, exit_callback()))
 # logging.disable(logging.NOTSET)
 # signal.signal(signal.SIGTERM, previous_handler)  # OnRequestExit leaves its own handler installed
 # del os.environ["MS_ENABLE_GRACEFUL_EXIT"]
@@ -614,10 +616,12 @@ def compare(name, params, steps):
 # interruption, after step 300, then `auto_resume`:
 
 # %%
-from machinery.checkpoint_files import read_checkpoint, shown, table
+from machinery.checkpoint_files import read_checkpoint
 from machinery.resumable import TrainConfig, train_resumable
 
 # %% active="ipynb"
+# from machinery.checkpoint_files import table
+#
 # demo = TrainConfig(num_epochs=2, steps_per_epoch=200, save_steps=100, seed=1)
 # uninterrupted = train_resumable(LeNet5, create_dataset, data_dir, crash_dir / "uninterrupted", demo)
 # train_resumable(LeNet5, create_dataset, data_dir, crash_dir / "interrupted", demo, stop_after_step=EXIT_STEP)
