@@ -27,7 +27,7 @@ def fetch_dir(url, cache_dir):
     if not is_remote(url):
         return Path(url)
     import moxing as mox
-    mox.file.copy_parallel(url, str(cache_dir))  # positional, as in Huawei's examples (see the README)
+    mox.file.copy_parallel(url, str(cache_dir))  # positional, as in Huawei's examples (see docs/modelarts.md)
     return Path(cache_dir)
 
 

@@ -101,7 +101,7 @@ def test_interrupted_runs_continue_bit_for_bit(tmp_path, small_mnist, reference)
             assert code == -signal.SIGKILL
             killed_mid_save += bool(half_written)
         else:
-            # While a step runs, MindSpore's runtime turns SIGINT into SIGTERM (see README).
+            # While a step runs, MindSpore's runtime turns SIGINT into SIGTERM (see docs/checkpoints.md#stopping).
             expected = {signal.SIGINT: (130, 143), signal.SIGTERM: (143,)}[sig]
             assert code in expected, err
             assert re.search(r"Training stopped by SIG(INT|TERM) at lenet-\d_\d+; saved run/lenet-", err)

@@ -90,7 +90,7 @@ def test_a_signal_during_the_tutorial_names_the_checkpoint_and_the_command(tmp_p
     wait_for(process, first.exists, "the first checkpoint")
     process.send_signal(sig)
     _, err = process.communicate(timeout=120)
-    # While a step runs, MindSpore's runtime turns SIGINT into SIGTERM (see README).
+    # While a step runs, MindSpore's runtime turns SIGINT into SIGTERM (see docs/checkpoints.md#stopping).
     assert process.returncode in ((130, 143) if sig == signal.SIGINT else (143,)), err
     line = last_line(err)
     match = re.fullmatch(r"Stopped by SIG(INT|TERM); the last complete checkpoint is (ck/\S+\.ckpt)\. "
