@@ -75,6 +75,7 @@ def test_damaged_data_stops_before_training(cwd):
     assert "epoch:" not in result.stdout
 
 
+@pytest.mark.slow
 def test_an_unreadable_data_folder_is_named(small_mnist):
     """Root reads everything, so the script runs as the user nobody here."""
     if os.geteuid() != 0 or not shutil.which("setpriv"):
@@ -122,6 +123,7 @@ def test_a_read_only_checkpoint_folder_is_refused_before_training(cwd, mount_tmp
     assert "epoch" not in result.stdout
 
 
+@pytest.mark.slow
 def test_a_full_disk_while_saving_keeps_the_saved_checkpoints(cwd, mount_tmpfs, small_mnist):
     small_disk = mount_tmpfs("size=1200k")  # room for two LeNet5 checkpoints (about 490 KB each), not three
     ckpt_dir = small_disk / "ckpt"
@@ -143,6 +145,7 @@ def test_a_full_disk_while_saving_keeps_the_saved_checkpoints(cwd, mount_tmpfs, 
     assert "lenet-3_5.ckpt" in os.listdir(ckpt_dir)
 
 
+@pytest.mark.slow
 def test_a_full_disk_in_the_tutorials_own_steps_gives_one_line(cwd, mount_tmpfs, small_mnist):
     """There MindSpore's ModelCheckpoint saves; its error ends the run the same way."""
     small_disk = mount_tmpfs("size=700k")  # the first checkpoint and the graph fit, the second does not
@@ -154,6 +157,7 @@ def test_a_full_disk_in_the_tutorials_own_steps_gives_one_line(cwd, mount_tmpfs,
     assert read_checkpoint(small_disk / "lenet-1_5.ckpt")
 
 
+@pytest.mark.slow
 def test_damaged_gz_files_stop_before_training_and_leave_nothing_unpacked(cwd):
     """The four .gz files in --data_url: the last one unpacked is damaged; the three before it go again."""
     data = cwd / "data"
@@ -171,6 +175,7 @@ def test_damaged_gz_files_stop_before_training_and_leave_nothing_unpacked(cwd):
     assert sorted(p.name for p in data.iterdir()) == sorted(p.name for p in (ROOT / "MNIST").glob("*.gz"))
 
 
+@pytest.mark.slow
 def test_a_damaged_shipped_copy_stops_the_tutorial_and_leaves_nothing_unpacked(project):
     """The default --data_url: MNIST/ as shipped, in a scratch copy of the project."""
     bad = project / "MNIST" / "t10k-labels-idx1-ubyte.gz"

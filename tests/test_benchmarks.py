@@ -4,6 +4,10 @@ import subprocess
 import sys
 
 from conftest import ROOT
+import pytest
+
+
+pytestmark = pytest.mark.slow  # every test here runs MindSpore for seconds or more
 
 
 def run(script, *args):

@@ -52,6 +52,7 @@ def trained(tmp_path_factory, small_mnist):
     return cwd
 
 
+@pytest.mark.slow
 def test_train_url_receives_the_checkpoints(trained):
     for fmt in ("ckpt", "safetensors"):
         published = {p.name: p.read_bytes() for p in (trained / f"published_{fmt}").iterdir()}
@@ -62,6 +63,7 @@ def test_train_url_receives_the_checkpoints(trained):
         assert f"lenet-best.{fmt}" in published
 
 
+@pytest.mark.slow
 def test_list_shows_position_metrics_and_integrity(trained):
     damaged = trained / "ckpt" / "lenet-1_10.ckpt"
     original = damaged.read_bytes()
@@ -83,6 +85,7 @@ def test_list_shows_position_metrics_and_integrity(trained):
     assert rows["lenet-2_10.ckpt"][3:6] == ["-", "-", rows["lenet-1_20.ckpt"][5]]  # mid-epoch: best so far
 
 
+@pytest.mark.slow
 def test_safetensors_files_are_readable_by_the_safetensors_package(trained):
     from safetensors.numpy import load_file
     path = trained / "safetensors" / "lenet-2_20.safetensors"
@@ -97,6 +100,7 @@ def test_safetensors_files_are_readable_by_the_safetensors_package(trained):
         np.testing.assert_array_equal(same_run[name], ours[name], err_msg=name)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ckpt", ["best", "latest", "safetensors/lenet-best.safetensors"])
 def test_infer_takes_best_latest_or_a_path(trained, small_mnist, ckpt):
     ckpt_dir = "safetensors" if ckpt == "latest" else "ckpt"
@@ -106,6 +110,7 @@ def test_infer_takes_best_latest_or_a_path(trained, small_mnist, ckpt):
         assert f"Saved images/{name}.png" in result.stdout
 
 
+@pytest.mark.slow
 def test_resume_command_continues_the_epoch_count(trained, small_mnist):
     result = run_script(trained, "resume", "--data_url", str(small_mnist), "--ckpt_dir", "ckpt",
                         "--ckpt", "ckpt/lenet-2_20.ckpt", "--num_epochs", "1")
@@ -130,6 +135,7 @@ def flip_a_bit(data):
     (lambda good: good[:len(good) // 3], DAMAGED),
     (flip_a_bit, DAMAGED),
 ])
+@pytest.mark.slow
 def test_a_bad_checkpoint_gives_one_line(trained, small_mnist, tmp_path, make, problem):
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(make((trained / "ckpt" / "lenet-best.ckpt").read_bytes()))
@@ -139,6 +145,7 @@ def test_a_bad_checkpoint_gives_one_line(trained, small_mnist, tmp_path, make, p
     assert "Traceback" not in result.stderr and "[ERROR]" not in result.stderr
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_another_network_is_refused(trained, small_mnist, tmp_path, cpu):
     other = tmp_path / "other.ckpt"
     ms.save_checkpoint(cpu.nn.Conv2d(1, 8, 3), str(other), crc_check=True)

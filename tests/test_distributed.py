@@ -14,6 +14,9 @@ import pytest
 from machinery.checkpoint_files import RUN_INFO, read_checkpoint
 from conftest import ROOT, free_port, run_script
 
+pytestmark = pytest.mark.slow  # every test here runs MindSpore for seconds or more
+
+
 TRAIN = ["train", "--num_epochs", "2", "--save_steps", "5", "--seed", "3", "--auto_resume", "--ckpt_dir", "ckpt"]
 
 

@@ -36,6 +36,7 @@ def run_dir(tmp_path_factory, small_mnist):
     return cwd
 
 
+@pytest.mark.slow
 def test_1_a_new_run_never_overwrites_an_earlier_best_file(run_dir, small_mnist):
     folder = run_dir / "b2"
     folder.mkdir()
@@ -55,6 +56,7 @@ def stored(path):
     return run_info(read_checkpoint(path))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["infer", "export", "resume"])
 def test_2_best_is_the_highest_stored_accuracy_in_either_format_for_every_command(run_dir, small_mnist, command):
     files = [p for p in (run_dir / "run").iterdir() if p.suffix in (".ckpt", ".safetensors")]
@@ -76,6 +78,7 @@ def test_2_best_is_the_highest_stored_accuracy_in_either_format_for_every_comman
     assert f"Using {rel} (best: the highest stored accuracy, {top:.4f}" in result.stdout
 
 
+@pytest.mark.slow
 def test_2_latest_is_the_furthest_intact_position_and_skips_damaged_and_foreign_files(run_dir, small_mnist):
     folder = run_dir / "latest"
     shutil.copytree(run_dir / "run", folder)
@@ -93,6 +96,7 @@ def test_2_latest_is_the_furthest_intact_position_and_skips_damaged_and_foreign_
     assert re.search(r"^x\.ckpt .* NO: damaged$", listing, re.MULTILINE)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["ckpt", "safetensors"])
 def test_3_resume_from_plain_weights_starts_at_epoch_0_and_says_so(tmp_path, small_mnist, cpu, fmt):
     plain = tmp_path / f"plain.{fmt}"
@@ -112,6 +116,7 @@ def test_4_a_seed_out_of_range_is_refused_by_the_parser(tmp_path, seed):
     assert one_error_line(result).startswith("error: argument --seed: ")
 
 
+@pytest.mark.slow
 def test_4_every_seed_in_the_range_trains(tmp_path, small_mnist):
     for seed in ("42950", "4294967295"):  # the data-order seed of both is beyond 2**32 without the modulo
         result = run_script(tmp_path, "train", "--seed", seed, "--data_url", str(small_mnist), "--ckpt_dir",
@@ -126,6 +131,7 @@ def test_4_every_seed_in_the_range_trains(tmp_path, small_mnist):
     ("MINDIR", "my model", "my model.mindir"),
     ("ONNX", "a folder/with space/net", "a folder/with space/net.onnx"),
 ])
+@pytest.mark.slow
 def test_5_export_writes_the_file_it_names(run_dir, file_format, file_name, written):
     cwd = Path(tempfile.mkdtemp(dir=run_dir))
     result = run_script(cwd, "export", "--ckpt_dir", str(run_dir / "run"), "--file_format", file_format,
@@ -145,6 +151,7 @@ def test_5_export_writes_the_file_it_names(run_dir, file_format, file_name, writ
     ("a_file/model", "error: cannot write a_file/model.mindir: Not a directory; pass a --file_name in a "
                      "folder you can write to"),
 ])
+@pytest.mark.slow
 def test_5_an_export_name_that_cannot_be_written_gives_one_line(run_dir, file_name, message):
     cwd = Path(tempfile.mkdtemp(dir=run_dir))
     (cwd / "taken.mindir").write_bytes(b"the user's file")
@@ -156,6 +163,7 @@ def test_5_an_export_name_that_cannot_be_written_gives_one_line(run_dir, file_na
     assert sorted(p.name for p in cwd.iterdir()) == ["a_file", "taken.mindir"]
 
 
+@pytest.mark.slow
 def test_6_train_url_may_be_the_folder_the_outputs_are_in(tmp_path, small_mnist):
     args = ["--data_url", str(small_mnist), "--steps_per_epoch", "2", "--num_epochs", "1"]
     result = run_script(tmp_path, "train", *args, "--ckpt_dir", "ckpt", "--train_url", "ckpt")
@@ -165,6 +173,7 @@ def test_6_train_url_may_be_the_folder_the_outputs_are_in(tmp_path, small_mnist)
     assert "Copied the outputs to images" in result.stdout
 
 
+@pytest.mark.slow
 def test_6_a_second_copy_to_the_same_train_url_works_for_a_user_who_is_not_root(small_mnist):
     if os.geteuid() != 0 or not shutil.which("setpriv"):
         pytest.skip("needs root and setpriv to run the script as the user nobody")
@@ -192,6 +201,7 @@ def test_6_a_second_copy_to_the_same_train_url_works_for_a_user_who_is_not_root(
         shutil.rmtree(cwd)
 
 
+@pytest.mark.slow
 def test_7_options_before_the_command_are_honoured(tmp_path, small_mnist):
     result = run_script(tmp_path, "--steps_per_epoch", "3", "--ckpt_dir", "b2", "--data_url", str(small_mnist),
                         "train", "--num_epochs", "1", "--no_eval")
@@ -217,6 +227,7 @@ def test_7_options_that_do_not_apply_or_are_abbreviated_are_refused(tmp_path, ar
     assert one_error_line(result) == message
 
 
+@pytest.mark.slow
 def test_8_a_signal_after_the_last_step_ends_a_complete_run_that_publishes(tmp_path, small_mnist):
     """SIGTERM once the last step has begun: the run finishes its evaluation and its last save."""
     full = tmp_path / "full"  # the small training set, with the whole test set, so that evaluation takes a while
@@ -244,6 +255,7 @@ def test_8_a_signal_after_the_last_step_ends_a_complete_run_that_publishes(tmp_p
     assert {"lenet-1_3.ckpt", "lenet-best.ckpt"} <= {p.name for p in (tmp_path / "out").iterdir()}
 
 
+@pytest.mark.slow
 def test_9_infer_with_a_folder_as_ckpt_says_so(run_dir, small_mnist):
     result = run_script(run_dir, "infer", "--ckpt", "run", "--data_url", str(small_mnist))
     assert result.returncode == 1
@@ -251,6 +263,7 @@ def test_9_infer_with_a_folder_as_ckpt_says_so(run_dir, small_mnist):
                                       "with --ckpt latest or best")
 
 
+@pytest.mark.slow
 def test_9_infer_uses_a_folder_that_holds_only_a_best_file(run_dir, small_mnist):
     (run_dir / "only_best").mkdir(exist_ok=True)
     shutil.copy2(run_dir / "run" / "lenet-best.ckpt", run_dir / "only_best" / "lenet-best.ckpt")
@@ -271,6 +284,7 @@ def test_9_list_refuses_a_missing_folder_or_a_file(tmp_path, ckpt_dir, message):
     assert one_error_line(result) == message
 
 
+@pytest.mark.slow
 def test_9_list_sorts_by_position(run_dir):
     result = run_script(run_dir, "list", "--ckpt_dir", "run")
     assert result.returncode == 0, result.stderr
@@ -281,6 +295,7 @@ def test_9_list_sorts_by_position(run_dir):
         "lenet-3_20.safetensors"]  # by name, lenet-3_14 would come before lenet-3_5
 
 
+@pytest.mark.slow
 def test_9_an_empty_folder_has_no_checkpoint_yet(tmp_path):
     (tmp_path / "empty").mkdir()
     for command in ("infer", "export", "resume"):

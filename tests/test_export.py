@@ -6,6 +6,9 @@ import pytest
 from conftest import run_script
 
 
+pytestmark = pytest.mark.slow  # every test here runs MindSpore for seconds or more
+
+
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, small_mnist):
     cwd = tmp_path_factory.mktemp("export")

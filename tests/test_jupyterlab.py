@@ -19,6 +19,9 @@ import pytest
 
 from conftest import ROOT, free_port
 
+pytestmark = pytest.mark.slow  # every test here runs MindSpore for seconds or more
+
+
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
     pytest.skip(f"needs Chromium at {CHROMIUM}: apt-get install chromium", allow_module_level=True)

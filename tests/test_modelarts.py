@@ -4,6 +4,10 @@ import os
 import subprocess
 
 from conftest import ROOT, script_command
+import pytest
+
+pytestmark = pytest.mark.slow  # every test here runs MindSpore for seconds or more
+
 
 FAKE_MOXING = ROOT / "tests" / "fake_moxing"
 

@@ -8,6 +8,7 @@ import subprocess
 import termios
 
 import numpy as np
+import pytest
 from mindspore.train import History
 
 from conftest import run_script, script_command
@@ -33,6 +34,7 @@ def run_in_terminal(cwd, *args, timeout=600):
     return process.wait(timeout), output.decode(errors="replace")
 
 
+@pytest.mark.slow
 def test_a_terminal_shows_progress_bars_between_the_loss_lines(tmp_path, small_mnist):
     code, output = run_in_terminal(tmp_path, "--data_url", str(small_mnist), "--steps_per_epoch", "5")
     assert code == 0, output
@@ -43,6 +45,7 @@ def test_a_terminal_shows_progress_bars_between_the_loss_lines(tmp_path, small_m
     assert len(re.findall(r"test: 100%\|.*\| 1/1 ", output)) == 4  # one evaluation per epoch: 320 images, one batch
 
 
+@pytest.mark.slow
 def test_no_bars_without_a_terminal_or_with_no_progress(tmp_path, small_mnist):
     options = ["train", "--data_url", str(small_mnist), "--steps_per_epoch", "5", "--num_epochs", "1"]
     piped = run_script(tmp_path, *options, "--ckpt_dir", "piped")

@@ -7,6 +7,7 @@ import shutil
 
 import jupytext
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 from conftest import ROOT, mnist_subset
@@ -143,6 +144,7 @@ def errors(notebook):
     return [output for cell in notebook.cells for output in cell.get("outputs", []) if output.output_type == "error"]
 
 
+@pytest.mark.slow
 def test_the_tutorial_cells_run_alone_next_to_mnist_twice(tmp_path, monkeypatch):
     """What a learner does: copy the tutorial's cells into a fresh notebook beside MNIST/."""
     monkeypatch.setenv("TUTORIAL_STEPS_PER_EPOCH", "10")
@@ -164,6 +166,7 @@ def test_the_tutorial_cells_run_alone_next_to_mnist_twice(tmp_path, monkeypatch)
         p.name for p in (tmp_path / "ckpt").iterdir()}
 
 
+@pytest.mark.slow
 def test_notebook_runs_in_a_jupyter_kernel_twice_then_the_readme_commands_work(small_project, monkeypatch):
     project = small_project
     monkeypatch.setenv("TUTORIAL_STEPS_PER_EPOCH", "100")

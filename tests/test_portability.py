@@ -20,6 +20,7 @@ def shim(cwd, simulate, *args):
     return [sys.executable, "-W", "default", str(SHIM), *args], env
 
 
+@pytest.mark.slow
 def test_saving_resuming_and_listing_work_without_the_posix_only_facilities(tmp_path, small_mnist):
     ckpt = tmp_path / "elsewhere" / "ckpt"  # outside the working folder: "another drive"
     work = tmp_path / "work"
@@ -116,6 +117,7 @@ def test_the_cuda_check_names_what_is_missing():
                                     "the loader cannot find libcuda.so.1 (the NVIDIA driver)"),
     (["--device_id", "-1"], 2, "error: argument --device_id: must be 0 or a positive integer, got -1"),
 ])
+@pytest.mark.slow
 def test_device_errors_of_the_script_are_one_line(tmp_path, argv, code, line):
     result = run_script(tmp_path, "train", *argv)
     assert result.returncode == code
@@ -125,6 +127,7 @@ def test_device_errors_of_the_script_are_one_line(tmp_path, argv, code, line):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_the_script_runs_with_a_device_id_on_cpu(tmp_path, small_mnist):
     result = run_script(tmp_path, "train", "--data_url", str(small_mnist), "--steps_per_epoch", "2",
                         "--num_epochs", "1", "--no_eval", "--device_id", "1")

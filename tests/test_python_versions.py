@@ -11,6 +11,9 @@ import pytest
 
 from conftest import SUPPORTED_PYTHONS, VENV_BUILDS, find_python, readme_install_command
 
+pytestmark = pytest.mark.slow  # every test here runs MindSpore for seconds or more
+
+
 INSTALL_TIMEOUT_S = 900
 
 

@@ -11,6 +11,9 @@ import pytest
 from machinery.checkpoint_files import read_checkpoint, regular_checkpoints
 from conftest import ROOT, run_script, script_command
 
+pytestmark = pytest.mark.slow  # every test here runs MindSpore for seconds or more
+
+
 RUN = ["train", "--num_epochs", "3", "--save_steps", "5", "--seed", "7"]
 
 

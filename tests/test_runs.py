@@ -14,6 +14,9 @@ import pytest
 from machinery.checkpoint_files import LOCK_NAME, RUN_INFO, read_checkpoint, regular_checkpoints
 from conftest import ROOT, run_script, script_command
 
+pytestmark = pytest.mark.slow  # every test here runs MindSpore for seconds or more
+
+
 QUICK = ["--steps_per_epoch", "5", "--no_progress"]
 
 

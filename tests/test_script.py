@@ -3,6 +3,10 @@ import hashlib
 import re
 
 from conftest import run_script
+import pytest
+
+
+pytestmark = pytest.mark.slow  # every test here runs MindSpore for seconds or more
 
 
 def accuracies(stdout):

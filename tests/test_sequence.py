@@ -8,6 +8,10 @@ import sys
 import time
 
 from machinery.checkpoint_files import read_checkpoint, run_info
+import pytest
+
+
+pytestmark = pytest.mark.slow  # every test here runs MindSpore for seconds or more
 
 
 def command(*args):

@@ -18,6 +18,9 @@ from mindspore.train import Callback, History, Model
 from conftest import mnist_subset, script_command
 
 
+pytestmark = pytest.mark.slow  # every test here runs MindSpore for seconds or more
+
+
 @pytest.fixture(scope="module")
 def short_last_batch_mnist(tmp_path_factory):
     """160 training images (5 batches) and 1,100 test images: an evaluation batch of 1000 and a last one of 100."""
