@@ -1,6 +1,7 @@
 """The command line of main.py: its options, and the checks that turn bad input into one line."""
 import argparse
 import ctypes
+import errno
 import logging
 import os
 import platform
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from .checkpoint_files import CheckpointError, claim_folder, disk_full, mindspore_log_silenced, newest_checkpoint, \
     release_folders, shown, table
-from .cloud_storage import StorageError, check_reachable, publish
+from .cloud_storage import StorageError, check_reachable, check_train_url, is_remote, publish
 from mnist_data import SHIPPED_DIR, DataError
 from .plotting import plot_training_log, show_if_interactive
 from .resumable import LOG_NAME, Diverged, StopOnNonFinite, StopOnSignal, TrainingInterrupted, read_log  # noqa: F401 (for main.py)
@@ -282,7 +283,30 @@ def load_ok(load, name):
         return False
 
 
+FIGURES_DIR = "images"  # in the working folder
+FIGURE_COMMANDS = (None, "train", "infer", "curves")  # the tutorial (no command) and the commands that draw
+
+
+def check_writable(path, what, fix):
+    """Fail with one line unless `path` is a folder that can be written, or can be created: checked before
+    any work, so that nothing is found unwritable only at the end. Creates nothing."""
+    existing = Path(path)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(existing))
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        where = f" ({error.filename} is a file)" if isinstance(error, NotADirectoryError) else ""
+        raise UsageError(f"cannot write to {what} {path}: {error.strerror}{where}; {fix}") from None
+
+
 def make_writable_dir(path, option):
+    if Path(path).is_file():
+        raise UsageError(f"cannot write to {option} {path}: it is a file, not a folder; pass a folder you can "
+                         f"write to")
     try:
         os.makedirs(path, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):  # write access, as the checkpoints will need it
@@ -358,7 +382,7 @@ def save_figures(figures):
     """Save each figure of {name: figure} as images/<name>.png; return the paths."""
     paths = []
     for name, figure in figures.items():
-        path = Path("images") / f"{name}.png"
+        path = Path(FIGURES_DIR) / f"{name}.png"
         try:
             path.parent.mkdir(exist_ok=True)
             figure.savefig(path)
@@ -384,6 +408,13 @@ def run(main, argv=None):
         check_reachable(args.data_url, "--data_url")
         if args.train_url:
             check_reachable(args.train_url, "--train_url")
+        if args.train_url and args.command not in ("list", "curves"):  # the commands that copy their outputs
+            if not is_remote(args.train_url):
+                check_writable(args.train_url, "--train_url", "pass a --train_url you can write to")
+            check_train_url(args.train_url, args.ckpt_dir)
+        if args.command in FIGURE_COMMANDS:
+            check_writable(FIGURES_DIR, "the figures' folder", "make it a folder you can write to, or run from "
+                                                               "another folder")
         if args.command == "list":
             print(table(args.ckpt_dir))
             return

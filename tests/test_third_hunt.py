@@ -45,6 +45,40 @@ def copy_of(trained, tmp_path):
     return tmp_path
 
 
+# Case 1: --train_url never writes over a file that no copy put there.
+
+@pytest.mark.slow
+def test_1_train_url_never_replaces_another_runs_checkpoints(trained, tmp_path, small_mnist):
+    cwd = copy_of(trained, tmp_path)
+    shutil.copy2(cwd / "ckpt" / "train" / "lenet-1_4.ckpt", cwd / "ckpt" / "lenet-1_4.ckpt")  # as the tutorial's
+    before = snapshot(cwd / "ckpt")
+    data = ["--data_url", str(small_mnist), "--steps_per_epoch", "4"]
+    for args, folder in ((data, "ckpt/train"), (["train", *data, "--ckpt_dir", "other"], "ckpt")):
+        result = run_script(cwd, *args, "--train_url", folder)  # the tutorial into train's folder, and back
+        assert result.returncode == 1
+        assert one_error_line(result).startswith(f"error: --train_url {folder} holds checkpoints that a run saved "
+                                                 f"there (lenet-")
+        assert "pass a --train_url of its own, or this run's --ckpt_dir" in result.stderr
+        assert "epoch" not in result.stdout  # refused before training
+    assert snapshot(cwd / "ckpt") == before and not (cwd / "other").exists()
+
+    # a file that no copy put there is never replaced, whatever it is; earlier copies are
+    (cwd / "out").mkdir()
+    (cwd / "out" / "prediction.png").write_bytes(b"the user's figure")
+    infer = ["infer", "--data_url", str(small_mnist), "--ckpt_dir", "ckpt/train"]
+    result = run_script(cwd, *infer, "--train_url", "out")
+    assert result.returncode == 1
+    assert one_error_line(result) == ("error: cannot copy prediction.png to --train_url out: a file of that name is "
+                                      "there, and no earlier copy put it there; move it away, or pass another "
+                                      "--train_url (the outputs here are kept)")
+    assert sorted(p.name for p in (cwd / "out").iterdir()) == ["prediction.png"]  # nothing copied
+    assert (cwd / "out" / "prediction.png").read_bytes() == b"the user's figure"
+    for _ in range(2):  # the second run replaces the copies of the first
+        result = run_script(cwd, *infer, "--train_url", "copies")
+        assert result.returncode == 0, result.stderr
+    assert (cwd / "copies" / "prediction.png").read_bytes() == (cwd / "images" / "prediction.png").read_bytes()
+
+
 # Case 2: the shipped copy goes into an empty folder only.
 
 @pytest.mark.slow
@@ -77,3 +111,22 @@ def test_2_a_data_folder_with_other_content_is_refused_never_filled_with_the_shi
         assert one_error_line(result) == message
         assert "unpacking the copy shipped" not in result.stdout
     assert snapshot(tmp_path) == before  # nothing unpacked into the user's folders
+
+
+# Case 7: where the outputs go is checked before training, as --ckpt_dir is.
+
+@pytest.mark.parametrize("where, message", [
+    ("train_url", "error: cannot write to --train_url afile/out: Not a directory (afile is a file); pass a "
+                  "--train_url you can write to"),
+    ("images", "error: cannot write to the figures' folder images: Not a directory (images is a file); make it a "
+               "folder you can write to, or run from another folder"),
+])
+def test_7_an_unwritable_train_url_or_images_folder_stops_before_training(tmp_path, small_mnist, where, message):
+    (tmp_path / "afile").write_text("a file")
+    (tmp_path / "images").write_text("a file") if where == "images" else None
+    extra = ["--train_url", "afile/out"] if where == "train_url" else []
+    result = run_script(tmp_path, "train", "--data_url", str(small_mnist), "--steps_per_epoch", "2",
+                        "--num_epochs", "1", *extra)
+    assert result.returncode == 1
+    assert one_error_line(result) == message
+    assert not (tmp_path / "ckpt").exists()  # nothing trained, nothing created
