@@ -113,6 +113,45 @@ def test_2_a_data_folder_with_other_content_is_refused_never_filled_with_the_shi
     assert snapshot(tmp_path) == before  # nothing unpacked into the user's folders
 
 
+# Case 3: a run continues only with the number of workers it started with.
+
+@pytest.mark.slow
+def test_3_one_process_refuses_a_folder_of_an_msrun_run(trained, tmp_path, small_mnist):
+    for rank in (0, 1):  # the layout a 2-worker msrun leaves
+        shutil.copytree(trained / "ckpt" / "train", tmp_path / "two" / f"rank_{rank}")
+    before = snapshot(tmp_path / "two")
+    for extra in (["--auto_resume"], []):
+        result = run_script(tmp_path, "train", "--data_url", str(small_mnist), "--ckpt_dir", "two",
+                            "--steps_per_epoch", "4", "--num_epochs", "3", *extra)
+        assert result.returncode == 1
+        assert one_error_line(result) == (
+            "error: two holds a run trained by 2 workers under msrun, and this is 1 process; a run continues only "
+            "with the number of workers it started with (it sets the global batch and the data order): continue "
+            "it with msrun --worker_num=2 --join=True ... main.py train --auto_resume, or choose another --ckpt_dir")
+        assert "Starting a new run" not in result.stdout
+    assert snapshot(tmp_path / "two") == before
+
+
+@pytest.mark.slow
+def test_3_an_msrun_refuses_a_folder_of_a_single_process_run(trained, tmp_path, small_mnist):
+    shutil.copytree(trained / "ckpt" / "train", tmp_path / "one")
+    before = snapshot(tmp_path / "one")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    command = ["msrun", "--worker_num=2", "--local_worker_num=2", "--master_addr=127.0.0.1",
+               f"--master_port={free_port()}", "--log_dir=logs", "--join=True", str(ROOT / "main.py"), "train",
+               "--data_url", str(small_mnist), "--ckpt_dir", "one", "--steps_per_epoch", "4", "--auto_resume"]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0
+    for rank in (0, 1):
+        log = (tmp_path / "logs" / f"worker_{rank}.log").read_text()
+        assert ("error: one holds a run trained by 1 process, and this is 2 workers under msrun; a run continues "
+                "only with the number of workers it started with (it sets the global batch and the data order): "
+                "continue it with python main.py train --auto_resume, in one process, or choose another "
+                "--ckpt_dir") in log, log
+        assert "Starting a new run" not in log
+    assert {p: b for p, b in snapshot(tmp_path / "one").items() if not p.name.startswith(".")} == before
+
+
 # Case 7: where the outputs go is checked before training, as --ckpt_dir is.
 
 @pytest.mark.parametrize("where, message", [
