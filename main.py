@@ -251,9 +251,9 @@ def run_training(net, opt, data_dir, num_epochs, initial_epoch=0, ckpt_dir="ckpt
     ds_eval = create_dataset(data_dir, training=False, batch_size=1000)  # fewer, larger batches: quicker
     steps_per_epoch = ds_train.get_dataset_size()
 
-    # ModelCheckpoint counts the steps of this run; a resumed run's count starts where it left off.
+    # ModelCheckpoint counts the steps of this run; a resumed run's count starts at the optimizer's.
     ckpt_cfg = CheckpointConfig(save_checkpoint_steps=steps_per_epoch, keep_checkpoint_max=5, crc_check=True,
-                                append_info=["epoch_num", {"step_num": initial_epoch * steps_per_epoch}])
+                                append_info=["epoch_num", {"step_num": int(opt.global_step.asnumpy()[0])}])
     ckpt_cb = ModelCheckpoint(prefix=ckpt_name, directory=ckpt_dir, config=ckpt_cfg)
     loss_cb = LossMonitor(steps_per_epoch)
     best_cb = SaveBest(ckpt_cb, ckpt_dir)
@@ -339,6 +339,8 @@ def resume_train(data_dir, ckpt_file, lr=0.001, momentum=0.9, num_epochs=2, **op
     opt.learning_rate.set_data(ms.Tensor(lr, ms.float32))  # loading restored the first run's rate
 
     epoch = int(param_dict["epoch_num"]) if "epoch_num" in param_dict else 0  # plain weights: from epoch 0
+    if "steps_per_epoch" in param_dict:  # saved by 'train', perhaps mid-epoch: count the epochs it completed
+        epoch = int(param_dict["step_num"]) // int(param_dict["steps_per_epoch"])
     print(f"Loaded {ckpt_file} (epoch {epoch})" if "epoch_num" in param_dict else
           f"Loaded {ckpt_file}: it stores no epoch (plain weights), so training starts at epoch 0")
     print("Network parameters not loaded:", net_not_loaded)

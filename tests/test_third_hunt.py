@@ -152,6 +152,20 @@ def test_3_an_msrun_refuses_a_folder_of_a_single_process_run(trained, tmp_path, 
     assert {p: b for p, b in snapshot(tmp_path / "one").items() if not p.name.startswith(".")} == before
 
 
+# Case 4: resume stores the position it trained to.
+
+def test_4_resume_from_a_mid_epoch_checkpoint_stores_the_optimizers_step(trained, tmp_path, small_mnist):
+    source = trained / "ckpt" / "train" / "lenet-2_1.ckpt"  # epoch 2, step 1 of 4: global step 5
+    result = run_script(tmp_path, "resume", "--ckpt", str(source), "--data_url", str(small_mnist),
+                        "--steps_per_epoch", "4", "--num_epochs", "1", "--ckpt_dir", "r", "--no_progress")
+    assert result.returncode == 0, result.stderr
+    assert "epoch: 2 step: 4" in result.stdout  # epoch 1 was complete; this is a second pass of 4 steps
+    params = read_checkpoint(tmp_path / "r" / "lenet-2_4.ckpt")
+    assert run_info(params)["step_num"] == int(params["global_step"].asnumpy()[0]) == 9
+    listing = run_script(tmp_path, "list", "--ckpt_dir", "r").stdout
+    assert re.search(r"^lenet-2_4\.ckpt +2 +9 ", listing, re.M), listing
+
+
 # Case 7: where the outputs go is checked before training, as --ckpt_dir is.
 
 @pytest.mark.parametrize("where, message", [
