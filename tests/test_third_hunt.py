@@ -183,3 +183,23 @@ def test_7_an_unwritable_train_url_or_images_folder_stops_before_training(tmp_pa
     assert result.returncode == 1
     assert one_error_line(result) == message
     assert not (tmp_path / "ckpt").exists()  # nothing trained, nothing created
+
+
+# Case 10: a checkpoint fits LeNet5 only with its shapes and its dtypes.
+
+def test_10_integer_weights_of_the_right_shapes_are_refused_and_latest_skips_them(trained, tmp_path, small_mnist):
+    import mindspore as ms
+    import numpy as np
+    good = read_checkpoint(trained / "ckpt" / "train" / "lenet-2_4.ckpt")
+    (tmp_path / "run").mkdir()
+    shutil.copy2(trained / "ckpt" / "train" / "lenet-1_4.ckpt", tmp_path / "run" / "lenet-1_4.ckpt")
+    ints = [{"name": name, "data": ms.Tensor(np.zeros(value.shape, np.int32))} for name, value in good.items()
+            if value.dtype == ms.float32] + [{"name": "epoch_num", "data": ms.Tensor(9, ms.int32)}]
+    ms.save_checkpoint(ints, str(tmp_path / "run" / "ints-9_1.ckpt"))  # the furthest position, if it counted
+    result = run_script(tmp_path, "infer", "--ckpt", "run/ints-9_1.ckpt", "--data_url", str(small_mnist))
+    assert result.returncode == 1
+    assert one_error_line(result) == ("error: run/ints-9_1.ckpt: parameter conv1.weight is Int32, LeNet5 needs "
+                                      "Float32; use a checkpoint saved from LeNet5")
+    result = run_script(tmp_path, "infer", "--ckpt_dir", "run", "--data_url", str(small_mnist))
+    assert result.returncode == 0, result.stderr
+    assert "Using run/lenet-1_4.ckpt (latest: the furthest position, epoch 1" in result.stdout
