@@ -368,10 +368,16 @@ def log_dir(ckpt_dir):
 def save_curves(ckpt_dir, required=False):
     """Draw the curves of the run logged in `ckpt_dir`; return the figure's path and the log's (none
     without a log, unless `required`: a folder trained before logs existed has none)."""
+    if Path(ckpt_dir).is_file():
+        raise UsageError(f"--ckpt_dir {ckpt_dir} is a file, not a folder; pass the folder of a 'train' run, "
+                         f"which holds its {LOG_NAME}")
     path = log_dir(ckpt_dir) / LOG_NAME
     rows = read_log(path)
     if not rows and not required:
         return []
+    if not rows and path.is_file():
+        raise UsageError(f"{path} has no complete row to draw (it is empty or damaged); train on with "
+                         f"'python main.py train --auto_resume', or pass another --ckpt_dir")
     if not rows:
         raise UsageError(f"no training log in {ckpt_dir} ({LOG_NAME}): run 'python main.py train' first, "
                          f"or pass --ckpt_dir")

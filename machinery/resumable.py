@@ -210,18 +210,28 @@ LOG_NAME = "train_log.csv"
 LOG_FIELDS = ("global_step", "epoch", "loss", "test_acc", "test_loss", "run")
 
 
+REQUIRED_FIELDS = ("global_step", "epoch", "run")  # the others are empty where they do not apply
+
+
 def read_log(path):
-    """The rows of a training log as dicts of numbers (None where empty); a row cut short by a
-    crash is left out."""
+    """The rows of a training log as dicts of numbers (None where empty). A row that is not whole, as
+    a crash or a power cut can leave the last one (fields missing or extra, a number cut short, no
+    step), is left out."""
     rows = []
-    try:
-        with open(path, newline="", encoding="utf-8") as file:
+    try:  # errors="replace": bytes a crash garbled fail the number check below, not the reading
+        with open(path, newline="", encoding="utf-8", errors="replace") as file:
             for row in csv.DictReader(file):
                 try:
-                    rows.append({key: (float(row[key]) if row[key] else None) for key in LOG_FIELDS})
+                    if None in row or any(row.get(key) is None for key in LOG_FIELDS):
+                        continue  # too many fields, or too few
+                    values = {key: (float(row[key]) if row[key] else None) for key in LOG_FIELDS}
                 except (TypeError, ValueError, KeyError):
                     continue
+                if all(values[key] is not None for key in REQUIRED_FIELDS):
+                    rows.append(values)
     except FileNotFoundError:
+        pass
+    except csv.Error:  # such as a NUL byte: the rest of the file is garbled, the rows before it are kept
         pass
     return rows
 

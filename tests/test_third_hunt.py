@@ -166,6 +166,29 @@ def test_4_resume_from_a_mid_epoch_checkpoint_stores_the_optimizers_step(trained
     assert re.search(r"^lenet-2_4\.ckpt +2 +9 ", listing, re.M), listing
 
 
+# Case 6: a torn last row of the log is left out.
+
+@pytest.mark.slow
+def test_6_a_torn_last_log_row_is_left_out_and_an_unreadable_log_says_so(trained, tmp_path, small_mnist):
+    cwd = copy_of(trained, tmp_path)
+    log = cwd / "ckpt" / "train" / "train_log.csv"
+    rows = log.read_text().splitlines()
+    log.write_text("\n".join(rows) + "\n9,3\n")  # a power cut in the middle of a row
+    result = run_script(cwd, "train", "--data_url", str(small_mnist), "--steps_per_epoch", "4", "--save_steps", "5",
+                        "--num_epochs", "3", "--auto_resume", "--no_progress")
+    assert result.returncode == 0, result.stderr
+    assert "Continuing from ckpt/train/lenet-2_4.ckpt: epoch 2, step 4" in result.stdout
+    kept = log.read_text().splitlines()
+    assert kept[:len(rows)] == rows and [int(row.split(",")[0]) for row in kept[1:]] == [
+        1, 2, 3, 4, 4, 5, 6, 7, 8, 8, 9, 10, 11, 12, 12]  # each step once, and each epoch's test metrics
+    log.write_text("global_step,epoch,loss,test_acc,test_loss,run\n1,1\n")
+    result = run_script(cwd, "curves")
+    assert result.returncode == 1
+    assert one_error_line(result) == ("error: ckpt/train/train_log.csv has no complete row to draw (it is empty or "
+                                      "damaged); train on with 'python main.py train --auto_resume', or pass "
+                                      "another --ckpt_dir")
+
+
 # Case 7: where the outputs go is checked before training, as --ckpt_dir is.
 
 @pytest.mark.parametrize("where, message", [
