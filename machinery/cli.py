@@ -421,6 +421,8 @@ def run(main, argv=None):
         if args.command in FIGURE_COMMANDS:
             check_writable(FIGURES_DIR, "the figures' folder", "make it a folder you can write to, or run from "
                                                                "another folder")
+        if args.command in (None, "resume"):  # MindSpore's ModelCheckpoint saves there
+            check_path_length(args.ckpt_dir)
         if args.command == "list":
             print(table(args.ckpt_dir))
             return
@@ -449,6 +451,19 @@ def run(main, argv=None):
     finally:
         release_folders()
     show_if_interactive()
+
+
+# MindSpore's ModelCheckpoint refuses a folder whose absolute path is longer (_make_dir's MAX_PATH_LENGTH)
+MINDSPORE_MAX_PATH = 1024
+
+
+def check_path_length(ckpt_dir):
+    """Fail with one line, before anything is created, if MindSpore's ModelCheckpoint would refuse
+    `ckpt_dir` for the length of its path."""
+    length = len(os.path.realpath(ckpt_dir))
+    if length > MINDSPORE_MAX_PATH:
+        raise UsageError(f"--ckpt_dir is {length} characters long as an absolute path, and MindSpore's "
+                         f"ModelCheckpoint takes at most {MINDSPORE_MAX_PATH}; pass a shorter --ckpt_dir")
 
 
 class Interrupted(Exception):

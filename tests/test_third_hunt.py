@@ -208,6 +208,22 @@ def test_7_an_unwritable_train_url_or_images_folder_stops_before_training(tmp_pa
     assert not (tmp_path / "ckpt").exists()  # nothing trained, nothing created
 
 
+# Case 9: a --ckpt_dir too long for MindSpore's ModelCheckpoint.
+
+@pytest.mark.parametrize("command", [[], ["resume", "--ckpt", "plain.ckpt"]])
+def test_9_a_ckpt_dir_too_long_for_modelcheckpoint_is_refused_before_anything_is_made(tmp_path, small_mnist,
+                                                                                     command):
+    (tmp_path / "plain.ckpt").write_bytes(b"")
+    long_dir = "/".join(["d" * 200] * 6)
+    result = run_script(tmp_path, *command, "--ckpt_dir", long_dir, "--data_url", str(small_mnist),
+                        "--steps_per_epoch", "1")
+    assert result.returncode == 1
+    length = len(str((tmp_path / long_dir).resolve()))
+    assert one_error_line(result) == (f"error: --ckpt_dir is {length} characters long as an absolute path, and "
+                                      f"MindSpore's ModelCheckpoint takes at most 1024; pass a shorter --ckpt_dir")
+    assert not (tmp_path / ("d" * 200)).exists()
+
+
 # Case 10: a checkpoint fits LeNet5 only with its shapes and its dtypes.
 
 def test_10_integer_weights_of_the_right_shapes_are_refused_and_latest_skips_them(trained, tmp_path, small_mnist):
