@@ -747,21 +747,22 @@ def main(args):
     if args.command == "train":
         config = TrainConfig(args.num_epochs, args.lr, args.seed, args.steps_per_epoch, args.save_steps,
                              args.evaluate, args.ckpt_format)
-        last = train_resumable(LeNet5, create_dataset, data_dir, args.ckpt_dir, config, args.auto_resume, shard=shard)
+        last = cli.trained(train_resumable(LeNet5, create_dataset, data_dir, args.ckpt_dir, config, args.auto_resume,
+                                           shard=shard))
         return [*all_checkpoints(last.parent), *cli.save_curves(args.ckpt_dir)] if shard[0] == 0 else []
     if args.command == "resume":
         ckpt_file = str(resolve(args.ckpt, args.ckpt_dir, LeNet5()))
-        last, _ = resume_train(data_dir, ckpt_file, args.lr, num_epochs=args.num_epochs,
-                               callbacks=[cli.StopOnNonFinite(), ProgressBar()], **options)
+        last, _ = cli.trained(resume_train(data_dir, ckpt_file, args.lr, num_epochs=args.num_epochs,
+                                           callbacks=[cli.StopOnNonFinite(), ProgressBar()], **options))
         print_checkpoints("Checkpoints after resuming training:", args.ckpt_dir)
         return run_files(last)
     histories, guard = [History(), History()], cli.StopOnNonFinite()  # stops on a NaN or Inf loss
     ckpt_1, _ = train(data_dir, callbacks=[guard, ProgressBar(), histories[0]], **options)
     print_checkpoints("Checkpoints after first training:", args.ckpt_dir)
-    ckpt_2, best = resume_train(data_dir, ckpt_1, callbacks=[guard, ProgressBar(), histories[1]], **options)
+    last, best = cli.trained(resume_train(data_dir, ckpt_1, callbacks=[guard, ProgressBar(), histories[1]], **options))
     print_checkpoints("Checkpoints after resuming training:", args.ckpt_dir)
     figures = {"training_curves": plot_training_curves(histories), **prediction_figures(data_dir, best)}
-    return [*run_files(ckpt_1), *run_files(ckpt_2), *cli.save_figures(figures)]
+    return [*run_files(ckpt_1), *run_files(last), *cli.save_figures(figures)]
 
 
 def print_checkpoints(title, ckpt_dir):

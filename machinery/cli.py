@@ -435,6 +435,9 @@ def run(main, argv=None):
         if args.train_url:
             publish(outputs, args.train_url)
             print("Copied the outputs to", args.train_url)
+        if _late_signals or _pending_signals:
+            print("A stop signal arrived after training was complete, so it stopped nothing: the outputs are "
+                  "finished" + (" and copied" if args.train_url else ""), file=sys.stderr)
     except (CheckpointError, DataError, StorageError, UsageError, Diverged) as error:
         sys.exit(f"error: {error}")
     except TrainingInterrupted as error:
@@ -466,6 +469,22 @@ def check_path_length(ckpt_dir):
                          f"ModelCheckpoint takes at most {MINDSPORE_MAX_PATH}; pass a shorter --ckpt_dir")
 
 
+_late_signals = []  # stop signals that arrived once training was complete
+_pending_signals = []  # stop signals that arrived while a finalizer ran, where raising would be lost
+
+
+def trained(result):
+    """Mark training as complete, and return `result`. From here on a stop signal stops nothing: the
+    command finishes its figures and copies, as a signal after the last step of 'train' does, and ends
+    with exit code 0; a line says that the signal came. (A signal while the training function's
+    objects were freed, on its way out, counts as one after training too.)"""
+    for sig in StopOnSignal.SIGNALS:
+        signal.signal(sig, lambda signum, _frame: _late_signals.append(signum))
+    _late_signals.extend(_pending_signals)
+    _pending_signals.clear()
+    return result
+
+
 class Interrupted(Exception):
     """SIGINT or SIGTERM outside the training loop of 'train', which stops that loop by itself."""
 
@@ -474,9 +493,21 @@ class Interrupted(Exception):
         self.signum = signum
 
 
-def _interrupt(signum, _frame):
+def _interrupt(signum, frame):
+    if _in_finalizer(frame):  # Python prints an exception raised in __del__ as a traceback, and drops it
+        _pending_signals.append(signum)
+        return
     signal.signal(signum, signal.SIG_IGN)  # a second Ctrl-C must not cut the message short
     raise Interrupted(signum)
+
+
+def _in_finalizer(frame):
+    """Whether `frame` runs inside a __del__ method, such as MindSpore's Cell.__del__."""
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _without(argv, option, takes_value=True):
@@ -516,8 +547,9 @@ def stop_message(args, argv, signum):
     ckpt_dir = args.ckpt_dir if args.command != "train" else _train_folder(args.ckpt_dir)
     last = newest_checkpoint(ckpt_dir)
     if args.command == "train":
-        kept = f"the newest checkpoint is {shown(last)}" if last else "no checkpoint was saved yet"
-        return f"Stopped by {name} before training started; {kept}. To continue: {continue_command(args, argv)}"
+        kept = f"; the newest checkpoint is {shown(last)}" if last else " before training started; no checkpoint " \
+                                                                      "was saved yet"
+        return f"Stopped by {name}{kept}. To continue: {continue_command(args, argv)}"
     if last is None:
         return f"Stopped by {name}; no checkpoint was saved yet. To start again: {continue_command(args, argv)}"
     return (f"Stopped by {name}; the last complete checkpoint is {shown(last)}. To continue from it: "

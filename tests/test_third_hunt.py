@@ -166,6 +166,48 @@ def test_4_resume_from_a_mid_epoch_checkpoint_stores_the_optimizers_step(trained
     assert re.search(r"^lenet-2_4\.ckpt +2 +9 ", listing, re.M), listing
 
 
+# Case 5, and a Ctrl-C during the tutorial's figures: a signal once training is complete stops nothing.
+
+def start(cwd, *args):
+    return subprocess.Popen(script_command(*args), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def signal_after(process, line_start, sig=signal.SIGINT, timeout=300):
+    """Send `sig` once the process prints a line that starts with `line_start`; return its output."""
+    seen, deadline = [], time.monotonic() + timeout
+    for line in process.stdout:
+        seen.append(line)
+        if line.startswith(line_start):
+            process.send_signal(sig)
+            break
+        assert time.monotonic() < deadline
+    out, err = process.communicate(timeout=timeout)
+    return "".join(seen) + out, err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command, after", [("train", "epoch 1/1:"),
+                                            ("tutorial", "Checkpoints after resuming training:")])
+def test_5_a_signal_once_training_is_complete_still_ends_with_the_outputs_and_exit_0(tmp_path, small_mnist,
+                                                                                    command, after):
+    args = ["--data_url", str(small_mnist), "--steps_per_epoch", "2", "--train_url", "out", "--no_progress"]
+    args = ["train", *args, "--num_epochs", "1"] if command == "train" else args
+    process = start(tmp_path, *args)
+    try:
+        out, err = signal_after(process, after)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    assert "Stopped by" not in err and "To continue" not in err and "Traceback" not in err
+    assert ("A stop signal arrived after training was complete, so it stopped nothing: the outputs are finished "
+            "and copied") in err or "arrived after the last step: training is complete" in err
+    assert "Copied the outputs to out" in out
+    figures = ["train_curves.png"] if command == "train" else ["confusion_matrix.png", "misclassified.png",
+                                                               "prediction.png", "training_curves.png"]
+    assert set(figures) <= {p.name for p in (tmp_path / "out").iterdir()}
+
+
 # Case 6: a torn last row of the log is left out.
 
 @pytest.mark.slow
