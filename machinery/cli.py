@@ -185,6 +185,67 @@ def build_parser():
     return parser
 
 
+def commands_of(parser):
+    """{name: parser} of `parser`'s commands."""
+    return next(action.choices for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+
+
+def value_options(parser):
+    """The option strings of `parser` and its commands that take a value."""
+    found = {name for action in parser._actions if action.option_strings and action.nargs != 0
+             for name in action.option_strings}
+    for sub in commands_of(parser).values():
+        found |= {name for action in sub._actions if action.option_strings and action.nargs != 0
+                  for name in action.option_strings}
+    return found
+
+
+def before_command(parser, argv):
+    """Refuse, in one line, an option of a command given before the command, where only the common
+    options go (argparse would take its value for the command): say where it belongs."""
+    commands, takes_value = commands_of(parser), value_options(parser)
+    own = {name for action in parser._actions for name in action.option_strings}
+    misplaced, skip, command = [], False, None
+    for arg in argv:
+        name = arg.split("=", 1)[0]
+        if skip:
+            skip = False
+        elif arg in commands:
+            command = arg
+            break
+        elif name.startswith("--"):
+            if name not in own and name in option_names(parser):
+                misplaced.append(name)
+            skip = name in takes_value and "=" not in arg
+    if not misplaced:
+        return
+    option = misplaced[0]
+    if command is None:
+        users = sorted(name for name, sub in commands.items() if option in option_names(sub))
+        parser.exit(2, f"error: {option} does not apply to the tutorial (no command); it is an option of "
+                       f"{' and '.join(users)}, after the command; see python {parser.prog} --help\n")
+    help_of = f"see python {parser.prog} {command} --help"
+    if option in option_names(commands[command]):
+        parser.exit(2, f"error: {option} is an option of '{command}' and must come after it "
+                       f"(python {parser.prog} {command} {option} ...); {help_of}\n")
+    parser.exit(2, f"error: {option} does not apply to '{command}'; {help_of}\n")
+
+
+def command_index(argv, command):
+    """Where `command` stands in `argv`: the first argument equal to it that is not an option's value
+    (`--ckpt_dir train train`: the second one)."""
+    takes_value = value_options(build_parser())
+    skip = False
+    for index, arg in enumerate(argv):
+        if skip:
+            skip = False
+        elif arg == command:
+            return index
+        else:
+            skip = arg in takes_value
+    raise ValueError(f"{command} is not in {argv}")
+
+
 def option_names(parser):
     """Every option string of `parser` and of its commands."""
     names = set()
@@ -200,13 +261,14 @@ def parse_args(argv=None):
     """Parse the command line. Unknown arguments are ignored (ModelArts adds its own), but not an
     abbreviation of one of ours, nor one of ours that the command does not take."""
     parser = build_parser()
+    before_command(parser, sys.argv[1:] if argv is None else argv)
     args, unknown = parser.parse_known_args(argv)
     names, help_of = option_names(parser), f"python {parser.prog} {args.command or ''}".rstrip() + " --help"
     for option in (item.split("=", 1)[0] for item in unknown if item.startswith("--")):
         whole = sorted(name for name in names if name.startswith(option) and name != option)
         if option not in names and whole:
             parser.exit(2, f"error: {option}: abbreviations are not accepted; write the whole option "
-                           f"({' or '.join(whole)}); see python {parser.prog} --help\n")
+                           f"({' or '.join(whole)}); see {help_of}\n")
     misplaced = [item.split("=", 1)[0] for item in unknown if item.split("=", 1)[0] in names]
     if args.steps_per_epoch is not None and args.command in ("infer", "list", "export"):
         misplaced.append("--steps_per_epoch")  # given before a command that does not take it
@@ -528,12 +590,13 @@ def continue_command(args, argv, ckpt_file=None):
     run, the tutorial's 'resume --ckpt <file>' for its own steps, and else the command again."""
     if args.command == "train":
         rest = _without(argv, "--auto_resume", takes_value=False)
-        rest.insert(rest.index("train") + 1, "--auto_resume")
+        rest.insert(command_index(rest, "train") + 1, "--auto_resume")
     elif args.command in (None, "resume") and ckpt_file:
         rest = _without(argv, "--ckpt")
         if args.command is None:
             rest = ["resume", *rest]
-        rest[rest.index("resume") + 1:rest.index("resume") + 1] = ["--ckpt", str(ckpt_file)]
+        at = command_index(rest, "resume") + 1
+        rest[at:at] = ["--ckpt", str(ckpt_file)]
     else:
         rest = argv
     return shlex.join(["python", sys.argv[0], *rest])

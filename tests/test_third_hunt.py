@@ -284,3 +284,31 @@ def test_10_integer_weights_of_the_right_shapes_are_refused_and_latest_skips_the
     result = run_script(tmp_path, "infer", "--ckpt_dir", "run", "--data_url", str(small_mnist))
     assert result.returncode == 0, result.stderr
     assert "Using run/lenet-1_4.ckpt (latest: the furthest position, epoch 1" in result.stdout
+
+
+# Case 11: options before the command, and the command that continues.
+
+@pytest.mark.parametrize("args, message", [
+    (["--num_epochs=3", "train"], "error: --num_epochs is an option of 'train' and must come after it (python "
+                                  "main.py train --num_epochs ...); see python main.py train --help"),
+    (["--lr", "0.1", "resume"], "error: --lr is an option of 'resume' and must come after it (python main.py "
+                                "resume --lr ...); see python main.py resume --help"),
+    (["--ckpt", "best", "list"], "error: --ckpt does not apply to 'list'; see python main.py list --help"),
+    (["--num_epochs", "3"], "error: --num_epochs does not apply to the tutorial (no command); it is an option of "
+                            "resume and train, after the command; see python main.py --help"),
+])
+def test_11_an_option_of_a_command_before_it_says_where_it_goes(tmp_path, args, message):
+    result = run_script(tmp_path, *args)
+    assert result.returncode == 2
+    assert one_error_line(result) == message
+
+
+def test_11_the_continue_command_puts_auto_resume_after_the_command(tmp_path, small_mnist):
+    process = start(tmp_path, "--ckpt_dir", "train", "train", "--data_url", str(small_mnist), "--no_progress")
+    try:
+        _, err = signal_after(process, "Device:", signal.SIGTERM)
+    finally:
+        process.kill()
+    assert process.returncode == 143, err
+    assert (f"To continue: python {ROOT / 'main.py'} --ckpt_dir train train --auto_resume --data_url {small_mnist} "
+            f"--no_progress\n") in err, err
