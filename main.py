@@ -642,8 +642,11 @@ from machinery.resumable import TrainConfig, train_resumable
 #
 # ```sh
 # msrun --worker_num=2 --local_worker_num=2 --master_addr=127.0.0.1 --master_port=8118 \
-#       main.py train --auto_resume
+#       --join=True main.py train --auto_resume
 # ```
+#
+# `--join=True` keeps msrun in the foreground until the workers end, so that Ctrl-C stops them;
+# msrun's default, `--join=False`, returns at once and leaves them training in the background.
 #
 # Under `msrun`, `train` joins the workers with `init()` and sets `DATA_PARALLEL` with
 # `gradients_mean=True`, and `create_dataset` gives each worker its shard. The global batch is

@@ -312,3 +312,13 @@ def test_11_the_continue_command_puts_auto_resume_after_the_command(tmp_path, sm
     assert process.returncode == 143, err
     assert (f"To continue: python {ROOT / 'main.py'} --ckpt_dir train train --auto_resume --data_url {small_mnist} "
             f"--no_progress\n") in err, err
+
+
+# Case 12: msrun as the project runs and shows it waits for its workers.
+
+def test_12_every_msrun_command_of_the_project_joins_its_workers():
+    text = (ROOT / "main.py").read_text()  # each msrun command, with the lines a backslash continues
+    shown = [re.split(r"(?<!\\)\n", text[at.start():], maxsplit=1)[0] for at in re.finditer("msrun --worker_num", text)]
+    assert shown and all("--join=True" in command for command in shown), shown
+    assert "--join=True" in (ROOT / "tests" / "test_distributed.py").read_text()
+    assert "msrun_logs/" in (ROOT / ".gitignore").read_text().splitlines()
