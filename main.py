@@ -253,9 +253,9 @@ def run_training(net, opt, data_dir, num_epochs, initial_epoch=0, ckpt_dir="ckpt
     ds_eval = create_dataset(data_dir, training=False, batch_size=1000)  # fewer, larger batches: quicker
     steps_per_epoch = ds_train.get_dataset_size()
 
-    # ModelCheckpoint counts the steps of this run; a resumed run's count starts where it left off.
+    # ModelCheckpoint counts the steps of this run; a resumed run's count starts at the optimizer's.
     ckpt_cfg = CheckpointConfig(save_checkpoint_steps=steps_per_epoch, keep_checkpoint_max=5, crc_check=True,
-                                append_info=["epoch_num", {"step_num": initial_epoch * steps_per_epoch}])
+                                append_info=["epoch_num", {"step_num": int(opt.global_step.asnumpy()[0])}])
     ckpt_cb = ModelCheckpoint(prefix=ckpt_name, directory=ckpt_dir, config=ckpt_cfg)
     loss_cb = LossMonitor(steps_per_epoch)
     best_cb = SaveBest(ckpt_cb, ckpt_dir)
@@ -341,6 +341,8 @@ def resume_train(data_dir, ckpt_file, lr=0.001, momentum=0.9, num_epochs=2, **op
     opt.learning_rate.set_data(ms.Tensor(lr, ms.float32))  # loading restored the first run's rate
 
     epoch = int(param_dict["epoch_num"]) if "epoch_num" in param_dict else 0  # plain weights: from epoch 0
+    if "steps_per_epoch" in param_dict:  # saved by 'train', perhaps mid-epoch: count the epochs it completed
+        epoch = int(param_dict["step_num"]) // int(param_dict["steps_per_epoch"])
     print(f"Loaded {ckpt_file} (epoch {epoch})" if "epoch_num" in param_dict else
           f"Loaded {ckpt_file}: it stores no epoch (plain weights), so training starts at epoch 0")
     print("Network parameters not loaded:", net_not_loaded)
@@ -649,6 +651,9 @@ from machinery.resumable import TrainConfig, train_resumable
 #       --join=True main.py train --auto_resume
 # ```
 #
+# `--join=True` keeps msrun in the foreground until the workers end, so that Ctrl-C stops them;
+# msrun's default, `--join=False`, returns at once and leaves them training in the background.
+#
 # Under `msrun`, `train` joins the workers with `init()` and sets `DATA_PARALLEL` with
 # `gradients_mean=True`, and `create_dataset` gives each worker its shard. The global batch is
 # 32 x workers, so an epoch has 1/workers as many steps. Every worker saves its own checkpoints
@@ -751,21 +756,22 @@ def main(args):
     if args.command == "train":
         config = TrainConfig(args.num_epochs, args.lr, args.seed, args.steps_per_epoch, args.save_steps,
                              args.evaluate, args.ckpt_format)
-        last = train_resumable(LeNet5, create_dataset, data_dir, args.ckpt_dir, config, args.auto_resume, shard=shard)
+        last = cli.trained(train_resumable(LeNet5, create_dataset, data_dir, args.ckpt_dir, config, args.auto_resume,
+                                           shard=shard))
         return [*all_checkpoints(last.parent), *cli.save_curves(args.ckpt_dir)] if shard[0] == 0 else []
     if args.command == "resume":
         ckpt_file = str(resolve(args.ckpt, args.ckpt_dir, LeNet5()))
-        last, _ = resume_train(data_dir, ckpt_file, args.lr, num_epochs=args.num_epochs,
-                               callbacks=[cli.StopOnNonFinite(), ProgressBar()], **options)
+        last, _ = cli.trained(resume_train(data_dir, ckpt_file, args.lr, num_epochs=args.num_epochs,
+                                           callbacks=[cli.StopOnNonFinite(), ProgressBar()], **options))
         print_checkpoints("Checkpoints after resuming training:", args.ckpt_dir)
         return run_files(last)
     histories, guard = [History(), History()], cli.StopOnNonFinite()  # stops on a NaN or Inf loss
     ckpt_1, _ = train(data_dir, callbacks=[guard, ProgressBar(), histories[0]], **options)
     print_checkpoints("Checkpoints after first training:", args.ckpt_dir)
-    ckpt_2, best = resume_train(data_dir, ckpt_1, callbacks=[guard, ProgressBar(), histories[1]], **options)
+    last, best = cli.trained(resume_train(data_dir, ckpt_1, callbacks=[guard, ProgressBar(), histories[1]], **options))
     print_checkpoints("Checkpoints after resuming training:", args.ckpt_dir)
     figures = {"training_curves": plot_training_curves(histories), **prediction_figures(data_dir, best)}
-    return [*run_files(ckpt_1), *run_files(ckpt_2), *cli.save_figures(figures)]
+    return [*run_files(ckpt_1), *run_files(last), *cli.save_figures(figures)]
 
 
 def print_checkpoints(title, ckpt_dir):

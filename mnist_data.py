@@ -48,8 +48,9 @@ def prepare_mnist(data_dir=SHIPPED_DIR, progress=False, md5s=MNIST_FILES):
 
     A directory that already has that layout is used as it is. Otherwise the gzip files in it
     (as shipped in MNIST/, or as published) are decompressed into that layout, checking each
-    decompressed file against `md5s` ({split: {IDX file name: MD5}}). A directory with no MNIST
-    file at all gets the copy shipped in MNIST/, or else a download (see `download_mnist`).
+    decompressed file against `md5s` ({split: {IDX file name: MD5}}). An empty directory gets the
+    copy shipped in MNIST/, or else a download (see `download_mnist`); one that holds anything else
+    is refused, saying what it holds and the layout read.
     """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
@@ -62,6 +63,7 @@ def prepare_mnist(data_dir=SHIPPED_DIR, progress=False, md5s=MNIST_FILES):
     gz_dir = data_dir
     if not any((data_dir / split / name).exists() or (data_dir / f"{name}.gz").exists()
                for split, files in md5s.items() for name in files):
+        _check_empty(data_dir, md5s)  # the shipped copy or a download goes into an empty folder only
         shipped = [SHIPPED_DIR / f"{name}.gz" for files in md5s.values() for name in files]
         if data_dir.resolve() != SHIPPED_DIR and all(gz.is_file() for gz in shipped):
             print(f"No MNIST files in {data_dir}: unpacking the copy shipped in {SHIPPED_DIR}")
@@ -90,6 +92,25 @@ def prepare_mnist(data_dir=SHIPPED_DIR, progress=False, md5s=MNIST_FILES):
                 path.unlink(missing_ok=True)
         raise
     return data_dir
+
+
+def _check_empty(data_dir, md5s):
+    """Fail with one line, showing the layouts read, if `data_dir` holds anything: files that are not
+    MNIST in a layout we read are the user's, never to be replaced by the shipped digits."""
+    content = sorted(p.name for p in data_dir.iterdir() if not p.name.startswith("."))
+    if not content:
+        return
+    layout = ", ".join(f"{split}/{name}" for split, files in md5s.items() for name in files)
+    side_by_side = [name for files in md5s.values() for name in files if (data_dir / name).exists()]
+    if side_by_side and data_dir.name in md5s and set(side_by_side) == set(md5s[data_dir.name]):
+        found = f"it is the {data_dir.name}/ folder of an MNIST layout; pass --data_url {data_dir.parent}"
+    elif side_by_side:
+        found = f"it holds {', '.join(side_by_side)} side by side; move them into this layout: {layout}"
+    else:
+        found = (f"it holds {', '.join(content[:3])}{', ...' if len(content) > 3 else ''}, but no MNIST file "
+                 f"where it is read: {layout}, or the four .gz files; put MNIST there, or pass an empty folder "
+                 f"to get a copy")
+    raise DataError(f"data directory {data_dir} cannot be used: {found}")
 
 
 def download_mnist(data_dir, mirrors=None, gz_md5s=PUBLISHED_GZ_MD5, progress=False):

@@ -76,13 +76,17 @@ def write_checkpoint(network, path, info, fmt="ckpt"):
 
 
 def check_shapes(params, net, path):
-    """Fail with one line if the stored parameters do not fit `net`."""
+    """Fail with one line if the stored parameters do not fit `net`: each must be there, with its shape
+    and its dtype (load_param_into_net casts no dtype, and fails on another)."""
     for name, param in net.parameters_dict().items():
         if name not in params:
             raise CheckpointError(f"{path}: has no parameter {name}; it was not saved from LeNet5")
         if tuple(params[name].shape) != tuple(param.shape):
             raise CheckpointError(f"{path}: parameter {name} has shape {tuple(params[name].shape)}, "
                                   f"LeNet5 needs {tuple(param.shape)}")
+        if params[name].dtype != param.dtype:
+            raise CheckpointError(f"{path}: parameter {name} is {params[name].dtype}, LeNet5 needs "
+                                  f"{param.dtype}; use a checkpoint saved from LeNet5")
 
 
 def run_info(params):

@@ -1,6 +1,7 @@
 """The command line of main.py: its options, and the checks that turn bad input into one line."""
 import argparse
 import ctypes
+import errno
 import logging
 import os
 import platform
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from .checkpoint_files import CheckpointError, claim_folder, disk_full, mindspore_log_silenced, newest_checkpoint, \
     release_folders, shown, table
-from .cloud_storage import StorageError, check_reachable, publish
+from .cloud_storage import StorageError, check_reachable, check_train_url, is_remote, publish
 from mnist_data import SHIPPED_DIR, DataError
 from .plotting import plot_training_log, show_if_interactive
 from .resumable import LOG_NAME, Diverged, StopOnNonFinite, StopOnSignal, TrainingInterrupted, read_log  # noqa: F401 (for main.py)
@@ -184,6 +185,67 @@ def build_parser():
     return parser
 
 
+def commands_of(parser):
+    """{name: parser} of `parser`'s commands."""
+    return next(action.choices for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+
+
+def value_options(parser):
+    """The option strings of `parser` and its commands that take a value."""
+    found = {name for action in parser._actions if action.option_strings and action.nargs != 0
+             for name in action.option_strings}
+    for sub in commands_of(parser).values():
+        found |= {name for action in sub._actions if action.option_strings and action.nargs != 0
+                  for name in action.option_strings}
+    return found
+
+
+def before_command(parser, argv):
+    """Refuse, in one line, an option of a command given before the command, where only the common
+    options go (argparse would take its value for the command): say where it belongs."""
+    commands, takes_value = commands_of(parser), value_options(parser)
+    own = {name for action in parser._actions for name in action.option_strings}
+    misplaced, skip, command = [], False, None
+    for arg in argv:
+        name = arg.split("=", 1)[0]
+        if skip:
+            skip = False
+        elif arg in commands:
+            command = arg
+            break
+        elif name.startswith("--"):
+            if name not in own and name in option_names(parser):
+                misplaced.append(name)
+            skip = name in takes_value and "=" not in arg
+    if not misplaced:
+        return
+    option = misplaced[0]
+    if command is None:
+        users = sorted(name for name, sub in commands.items() if option in option_names(sub))
+        parser.exit(2, f"error: {option} does not apply to the tutorial (no command); it is an option of "
+                       f"{' and '.join(users)}, after the command; see python {parser.prog} --help\n")
+    help_of = f"see python {parser.prog} {command} --help"
+    if option in option_names(commands[command]):
+        parser.exit(2, f"error: {option} is an option of '{command}' and must come after it "
+                       f"(python {parser.prog} {command} {option} ...); {help_of}\n")
+    parser.exit(2, f"error: {option} does not apply to '{command}'; {help_of}\n")
+
+
+def command_index(argv, command):
+    """Where `command` stands in `argv`: the first argument equal to it that is not an option's value
+    (`--ckpt_dir train train`: the second one)."""
+    takes_value = value_options(build_parser())
+    skip = False
+    for index, arg in enumerate(argv):
+        if skip:
+            skip = False
+        elif arg == command:
+            return index
+        else:
+            skip = arg in takes_value
+    raise ValueError(f"{command} is not in {argv}")
+
+
 def option_names(parser):
     """Every option string of `parser` and of its commands."""
     names = set()
@@ -199,13 +261,14 @@ def parse_args(argv=None):
     """Parse the command line. Unknown arguments are ignored (ModelArts adds its own), but not an
     abbreviation of one of ours, nor one of ours that the command does not take."""
     parser = build_parser()
+    before_command(parser, sys.argv[1:] if argv is None else argv)
     args, unknown = parser.parse_known_args(argv)
     names, help_of = option_names(parser), f"python {parser.prog} {args.command or ''}".rstrip() + " --help"
     for option in (item.split("=", 1)[0] for item in unknown if item.startswith("--")):
         whole = sorted(name for name in names if name.startswith(option) and name != option)
         if option not in names and whole:
             parser.exit(2, f"error: {option}: abbreviations are not accepted; write the whole option "
-                           f"({' or '.join(whole)}); see python {parser.prog} --help\n")
+                           f"({' or '.join(whole)}); see {help_of}\n")
     misplaced = [item.split("=", 1)[0] for item in unknown if item.split("=", 1)[0] in names]
     if args.steps_per_epoch is not None and args.command in ("infer", "list", "export"):
         misplaced.append("--steps_per_epoch")  # given before a command that does not take it
@@ -282,7 +345,30 @@ def load_ok(load, name):
         return False
 
 
+FIGURES_DIR = "images"  # in the working folder
+FIGURE_COMMANDS = (None, "train", "infer", "curves")  # the tutorial (no command) and the commands that draw
+
+
+def check_writable(path, what, fix):
+    """Fail with one line unless `path` is a folder that can be written, or can be created: checked before
+    any work, so that nothing is found unwritable only at the end. Creates nothing."""
+    existing = Path(path)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(existing))
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        where = f" ({error.filename} is a file)" if isinstance(error, NotADirectoryError) else ""
+        raise UsageError(f"cannot write to {what} {path}: {error.strerror}{where}; {fix}") from None
+
+
 def make_writable_dir(path, option):
+    if Path(path).is_file():
+        raise UsageError(f"cannot write to {option} {path}: it is a file, not a folder; pass a folder you can "
+                         f"write to")
     try:
         os.makedirs(path, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):  # write access, as the checkpoints will need it
@@ -344,10 +430,16 @@ def log_dir(ckpt_dir):
 def save_curves(ckpt_dir, required=False):
     """Draw the curves of the run logged in `ckpt_dir`; return the figure's path and the log's (none
     without a log, unless `required`: a folder trained before logs existed has none)."""
+    if Path(ckpt_dir).is_file():
+        raise UsageError(f"--ckpt_dir {ckpt_dir} is a file, not a folder; pass the folder of a 'train' run, "
+                         f"which holds its {LOG_NAME}")
     path = log_dir(ckpt_dir) / LOG_NAME
     rows = read_log(path)
     if not rows and not required:
         return []
+    if not rows and path.is_file():
+        raise UsageError(f"{path} has no complete row to draw (it is empty or damaged); train on with "
+                         f"'python main.py train --auto_resume', or pass another --ckpt_dir")
     if not rows:
         raise UsageError(f"no training log in {ckpt_dir} ({LOG_NAME}): run 'python main.py train' first, "
                          f"or pass --ckpt_dir")
@@ -358,7 +450,7 @@ def save_figures(figures):
     """Save each figure of {name: figure} as images/<name>.png; return the paths."""
     paths = []
     for name, figure in figures.items():
-        path = Path("images") / f"{name}.png"
+        path = Path(FIGURES_DIR) / f"{name}.png"
         try:
             path.parent.mkdir(exist_ok=True)
             figure.savefig(path)
@@ -384,6 +476,15 @@ def run(main, argv=None):
         check_reachable(args.data_url, "--data_url")
         if args.train_url:
             check_reachable(args.train_url, "--train_url")
+        if args.train_url and args.command not in ("list", "curves"):  # the commands that copy their outputs
+            if not is_remote(args.train_url):
+                check_writable(args.train_url, "--train_url", "pass a --train_url you can write to")
+            check_train_url(args.train_url, args.ckpt_dir)
+        if args.command in FIGURE_COMMANDS:
+            check_writable(FIGURES_DIR, "the figures' folder", "make it a folder you can write to, or run from "
+                                                               "another folder")
+        if args.command in (None, "resume"):  # MindSpore's ModelCheckpoint saves there
+            check_path_length(args.ckpt_dir)
         if args.command == "list":
             print(table(args.ckpt_dir))
             return
@@ -396,6 +497,9 @@ def run(main, argv=None):
         if args.train_url:
             publish(outputs, args.train_url)
             print("Copied the outputs to", args.train_url)
+        if _late_signals or _pending_signals:
+            print("A stop signal arrived after training was complete, so it stopped nothing: the outputs are "
+                  "finished" + (" and copied" if args.train_url else ""), file=sys.stderr)
     except (CheckpointError, DataError, StorageError, UsageError, Diverged) as error:
         sys.exit(f"error: {error}")
     except TrainingInterrupted as error:
@@ -414,6 +518,35 @@ def run(main, argv=None):
     show_if_interactive()
 
 
+# MindSpore's ModelCheckpoint refuses a folder whose absolute path is longer (_make_dir's MAX_PATH_LENGTH)
+MINDSPORE_MAX_PATH = 1024
+
+
+def check_path_length(ckpt_dir):
+    """Fail with one line, before anything is created, if MindSpore's ModelCheckpoint would refuse
+    `ckpt_dir` for the length of its path."""
+    length = len(os.path.realpath(ckpt_dir))
+    if length > MINDSPORE_MAX_PATH:
+        raise UsageError(f"--ckpt_dir is {length} characters long as an absolute path, and MindSpore's "
+                         f"ModelCheckpoint takes at most {MINDSPORE_MAX_PATH}; pass a shorter --ckpt_dir")
+
+
+_late_signals = []  # stop signals that arrived once training was complete
+_pending_signals = []  # stop signals that arrived while a finalizer ran, where raising would be lost
+
+
+def trained(result):
+    """Mark training as complete, and return `result`. From here on a stop signal stops nothing: the
+    command finishes its figures and copies, as a signal after the last step of 'train' does, and ends
+    with exit code 0; a line says that the signal came. (A signal while the training function's
+    objects were freed, on its way out, counts as one after training too.)"""
+    for sig in StopOnSignal.SIGNALS:
+        signal.signal(sig, lambda signum, _frame: _late_signals.append(signum))
+    _late_signals.extend(_pending_signals)
+    _pending_signals.clear()
+    return result
+
+
 class Interrupted(Exception):
     """SIGINT or SIGTERM outside the training loop of 'train', which stops that loop by itself."""
 
@@ -422,9 +555,21 @@ class Interrupted(Exception):
         self.signum = signum
 
 
-def _interrupt(signum, _frame):
+def _interrupt(signum, frame):
+    if _in_finalizer(frame):  # Python prints an exception raised in __del__ as a traceback, and drops it
+        _pending_signals.append(signum)
+        return
     signal.signal(signum, signal.SIG_IGN)  # a second Ctrl-C must not cut the message short
     raise Interrupted(signum)
+
+
+def _in_finalizer(frame):
+    """Whether `frame` runs inside a __del__ method, such as MindSpore's Cell.__del__."""
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _without(argv, option, takes_value=True):
@@ -445,12 +590,13 @@ def continue_command(args, argv, ckpt_file=None):
     run, the tutorial's 'resume --ckpt <file>' for its own steps, and else the command again."""
     if args.command == "train":
         rest = _without(argv, "--auto_resume", takes_value=False)
-        rest.insert(rest.index("train") + 1, "--auto_resume")
+        rest.insert(command_index(rest, "train") + 1, "--auto_resume")
     elif args.command in (None, "resume") and ckpt_file:
         rest = _without(argv, "--ckpt")
         if args.command is None:
             rest = ["resume", *rest]
-        rest[rest.index("resume") + 1:rest.index("resume") + 1] = ["--ckpt", str(ckpt_file)]
+        at = command_index(rest, "resume") + 1
+        rest[at:at] = ["--ckpt", str(ckpt_file)]
     else:
         rest = argv
     return shlex.join(["python", sys.argv[0], *rest])
@@ -464,8 +610,9 @@ def stop_message(args, argv, signum):
     ckpt_dir = args.ckpt_dir if args.command != "train" else _train_folder(args.ckpt_dir)
     last = newest_checkpoint(ckpt_dir)
     if args.command == "train":
-        kept = f"the newest checkpoint is {shown(last)}" if last else "no checkpoint was saved yet"
-        return f"Stopped by {name} before training started; {kept}. To continue: {continue_command(args, argv)}"
+        kept = f"; the newest checkpoint is {shown(last)}" if last else " before training started; no checkpoint " \
+                                                                      "was saved yet"
+        return f"Stopped by {name}{kept}. To continue: {continue_command(args, argv)}"
     if last is None:
         return f"Stopped by {name}; no checkpoint was saved yet. To start again: {continue_command(args, argv)}"
     return (f"Stopped by {name}; the last complete checkpoint is {shown(last)}. To continue from it: "

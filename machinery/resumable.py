@@ -18,8 +18,8 @@ import numpy as np
 from mindspore import nn
 from mindspore.train import Callback, Model
 
-from .checkpoint_files import FORMATS, CheckpointError, all_finite, check_shapes, read_checkpoint, \
-    regular_checkpoints, run_info, shown, write_checkpoint
+from .checkpoint_files import FORMATS, CheckpointError, all_checkpoints, all_finite, check_shapes, \
+    read_checkpoint, regular_checkpoints, run_info, shown, write_checkpoint
 from .monitoring import ProgressBar
 
 
@@ -210,18 +210,28 @@ LOG_NAME = "train_log.csv"
 LOG_FIELDS = ("global_step", "epoch", "loss", "test_acc", "test_loss", "run")
 
 
+REQUIRED_FIELDS = ("global_step", "epoch", "run")  # the others are empty where they do not apply
+
+
 def read_log(path):
-    """The rows of a training log as dicts of numbers (None where empty); a row cut short by a
-    crash is left out."""
+    """The rows of a training log as dicts of numbers (None where empty). A row that is not whole, as
+    a crash or a power cut can leave the last one (fields missing or extra, a number cut short, no
+    step), is left out."""
     rows = []
-    try:
-        with open(path, newline="", encoding="utf-8") as file:
+    try:  # errors="replace": bytes a crash garbled fail the number check below, not the reading
+        with open(path, newline="", encoding="utf-8", errors="replace") as file:
             for row in csv.DictReader(file):
                 try:
-                    rows.append({key: (float(row[key]) if row[key] else None) for key in LOG_FIELDS})
+                    if None in row or any(row.get(key) is None for key in LOG_FIELDS):
+                        continue  # too many fields, or too few
+                    values = {key: (float(row[key]) if row[key] else None) for key in LOG_FIELDS}
                 except (TypeError, ValueError, KeyError):
                     continue
+                if all(values[key] is not None for key in REQUIRED_FIELDS):
+                    rows.append(values)
     except FileNotFoundError:
+        pass
+    except csv.Error:  # such as a NUL byte: the rest of the file is garbled, the rows before it are kept
         pass
     return rows
 
@@ -318,6 +328,32 @@ class TrainingInterrupted(Exception):
                          f"saved {shown(path)}")
 
 
+def workers_of_run(ckpt_dir):
+    """How many workers trained the run whose checkpoints are in `ckpt_dir`: 1 for checkpoints in the
+    folder itself, the number of rank_<id>/ folders for an msrun; None if there are none."""
+    ranks = [int(path.name[5:]) for path in Path(ckpt_dir).glob("rank_*")
+             if path.name[5:].isdigit() and path.is_dir() and all_checkpoints(path)]
+    if ranks:
+        return max(ranks) + 1
+    return 1 if Path(ckpt_dir).is_dir() and all_checkpoints(ckpt_dir) else None
+
+
+def check_worker_count(ckpt_dir, workers):
+    """Fail with one line if `ckpt_dir` holds a run of another number of workers: its global batch, its
+    epoch size and its data order depend on that number, so it continues only with the same one."""
+    earlier = workers_of_run(ckpt_dir)
+    if earlier is None or earlier == workers:
+        return
+    def described(count):
+        return "1 process" if count == 1 else f"{count} workers under msrun"
+    how = ("python main.py train --auto_resume, in one process" if earlier == 1 else
+           f"msrun --worker_num={earlier} --join=True ... main.py train --auto_resume")
+    raise CheckpointError(f"{shown(ckpt_dir)} holds a run trained by {described(earlier)}, and this is "
+                          f"{described(workers)}; a run continues only with the number of workers it started "
+                          f"with (it sets the global batch and the data order): continue it with {how}, "
+                          f"or choose another --ckpt_dir")
+
+
 def train_resumable(network, create_dataset, data_dir, ckpt_dir, config, auto_resume=False,
                     stop_after_step=None, shard=(0, 1)):
     """Train `network()` to `config.num_epochs`, continuing exactly from `ckpt_dir` if `auto_resume`.
@@ -329,6 +365,7 @@ def train_resumable(network, create_dataset, data_dir, ckpt_dir, config, auto_re
     msrun. Returns the last checkpoint saved.
     """
     rank, workers = shard
+    check_worker_count(ckpt_dir, workers)
     steps_per_epoch = epoch_dataset(create_dataset, data_dir, config.seed, 0, config.steps_per_epoch,
                                     shard=shard).get_dataset_size()
     ms.set_seed(config.seed)

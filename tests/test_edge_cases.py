@@ -217,9 +217,9 @@ def test_7_options_before_the_command_are_honoured(tmp_path, small_mnist):
     (["--steps_per_epoch", "7", "infer"], "error: --steps_per_epoch does not apply to 'infer'; "
                                           "see python main.py infer --help"),
     (["train", "--num_ep", "1"], "error: --num_ep: abbreviations are not accepted; write the whole option "
-                                 "(--num_epochs); see python main.py --help"),
+                                 "(--num_epochs); see python main.py train --help"),
     (["list", "--ckpt_d", "x"], "error: --ckpt_d: abbreviations are not accepted; write the whole option "
-                                "(--ckpt_dir); see python main.py --help"),
+                                "(--ckpt_dir); see python main.py list --help"),
 ])
 def test_7_options_that_do_not_apply_or_are_abbreviated_are_refused(tmp_path, args, message):
     result = run_script(tmp_path, *args)
