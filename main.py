@@ -87,7 +87,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn
 from mindspore.dataset import MnistDataset, transforms, vision
-from mindspore.train import Callback, CheckpointConfig, LossMonitor, Model, ModelCheckpoint
+from mindspore.train import Accuracy, Callback, CheckpointConfig, Loss, LossMonitor, Model, ModelCheckpoint
 
 from mnist_data import prepare_mnist
 
@@ -120,7 +120,7 @@ def set_device(device_target=None, device_id=None):
 # Running the cell again with the same choice changes nothing; another device needs a restart
 # of the kernel. `STEPS_PER_EPOCH` shortens each epoch for a quick run; the environment
 # variable `TUTORIAL_STEPS_PER_EPOCH` sets it, and unset, every epoch trains on all 1,875
-# batches.
+# batches. The accuracies the text states are those of such a full run; a quick run reaches less.
 
 # %% active="ipynb"
 # DEVICE_TARGET = None
@@ -149,7 +149,7 @@ def create_dataset(data_dir, training=True, batch_size=32, resize=(32, 32), resc
 
 # %% active="ipynb"
 # data_dir = prepare_mnist("MNIST")
-# print("Steps per epoch:", create_dataset(data_dir).get_dataset_size())
+# print("Steps per epoch:", STEPS_PER_EPOCH or create_dataset(data_dir).get_dataset_size())
 
 # %% [markdown]
 # ### Network definition
@@ -261,7 +261,7 @@ def run_training(net, opt, data_dir, num_epochs, initial_epoch=0, ckpt_dir="ckpt
     best_cb = SaveBest(ckpt_cb, ckpt_dir)
 
     loss = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
-    model = Model(net, loss, opt, metrics={"acc", "loss"})
+    model = Model(net, loss, opt, metrics={"loss": Loss(), "acc": Accuracy()})  # a dict keeps this order
     sink = ms.get_context("device_target") == "Ascend" if sink is None else sink  # Ascend: whole epochs at once
     model.fit(initial_epoch + num_epochs, ds_train, ds_eval, callbacks=[*callbacks, loss_cb, ckpt_cb, best_cb],
               dataset_sink_mode=sink, valid_dataset_sink_mode=sink, initial_epoch=initial_epoch)
@@ -335,9 +335,11 @@ def resume_train(data_dir, ckpt_file, lr=0.001, momentum=0.9, num_epochs=2, **op
     net = LeNet5()
     opt = nn.Momentum(net.trainable_params(), lr, momentum)
 
+    logging.disable(logging.WARNING)  # MindSpore warns of what it does not load, which we print below
     param_dict = ms.load_checkpoint(ckpt_file, crc_check=True, format=Path(ckpt_file).suffix[1:])  # ckpt or safetensors
     net_not_loaded, _ = ms.load_param_into_net(net, param_dict)
     opt_not_loaded, _ = ms.load_param_into_net(opt, param_dict)
+    logging.disable(logging.NOTSET)
     opt.learning_rate.set_data(ms.Tensor(lr, ms.float32))  # loading restored the first run's rate
 
     epoch = int(param_dict["epoch_num"]) if "epoch_num" in param_dict else 0  # plain weights: from epoch 0

@@ -10,6 +10,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from .checkpoint_files import CheckpointError, claim_folder, disk_full, mindspore_log_silenced, newest_checkpoint, \
@@ -555,12 +556,36 @@ class Interrupted(Exception):
         self.signum = signum
 
 
+_held_signal = []  # a signal that arrived while MindSpore compiled a graph, held until it is done
+
+
 def _interrupt(signum, frame):
     if _in_finalizer(frame):  # Python prints an exception raised in __del__ as a traceback, and drops it
         _pending_signals.append(signum)
         return
+    if _compiling(frame):
+        # Raised inside MindSpore's graph compiler, the stop would come out as about 30 [ERROR] ANALYZER
+        # lines and a rank_0/om/analyze_fail.ir in the working folder: hold it, and deliver it again
+        # shortly, until it lands outside the compiler (as the signal first received, even if
+        # MindSpore's runtime passes it on as SIGTERM meanwhile).
+        _held_signal[:] = _held_signal or [signum]
+        again = threading.Timer(0.05, os.kill, (os.getpid(), signum))
+        again.daemon = True
+        again.start()
+        return
     signal.signal(signum, signal.SIG_IGN)  # a second Ctrl-C must not cut the message short
-    raise Interrupted(signum)
+    raise Interrupted(_held_signal[0] if _held_signal else signum)
+
+
+def _compiling(frame):
+    """Whether `frame` runs inside MindSpore's graph compiler (its Python parts, which it calls back)."""
+    while frame is not None:
+        path = frame.f_code.co_filename.replace("\\", "/")
+        if "/mindspore/graph/_parse/" in path or (path.endswith("/mindspore/graph/api.py")
+                                                 and frame.f_code.co_name == "compile"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _in_finalizer(frame):

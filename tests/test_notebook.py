@@ -175,7 +175,7 @@ def test_notebook_runs_in_a_jupyter_kernel_twice_then_the_readme_commands_work(s
     for executed in (first, second):
         assert not errors(executed), errors(executed)
         out = stdout_of(executed)
-        assert "Device: CPU" in out and "Steps per epoch: 200" in out  # a tenth of MNIST
+        assert "Device: CPU" in out and "Steps per epoch: 100" in out  # STEPS_PER_EPOCH, of the 200 of a tenth of MNIST
         assert re.findall(r"epoch: (\d+) step: 100,", out) == ["1", "2", "3", "4"]
         assert "Network parameters not loaded: []" in out and "Optimizer parameters not loaded: []" in out
         assert "Checkpoints after first training:\n" in out and "Checkpoints after resuming training:\n" in out

@@ -205,6 +205,8 @@ def test_5_a_signal_once_training_is_complete_still_ends_with_the_outputs_and_ex
     assert "Copied the outputs to out" in out
     figures = ["train_curves.png"] if command == "train" else ["confusion_matrix.png", "misclassified.png",
                                                                "prediction.png", "training_curves.png"]
+    if command == "tutorial":  # the metrics print in one order, the README's and the notebook's
+        assert re.findall(r"Eval result: epoch \d, metrics: \{'(\w+)': [0-9.]+, '(\w+)'", out) == [("loss", "acc")] * 4
     assert set(figures) <= {p.name for p in (tmp_path / "out").iterdir()}
 
 
@@ -248,6 +250,29 @@ def test_7_an_unwritable_train_url_or_images_folder_stops_before_training(tmp_pa
     assert result.returncode == 1
     assert one_error_line(result) == message
     assert not (tmp_path / "ckpt").exists()  # nothing trained, nothing created
+
+
+# Case 8: a stop while MindSpore compiles a graph waits for the compilation, and says only its line.
+
+@pytest.mark.slow
+def test_8_ctrl_c_while_a_graph_compiles_gives_the_stop_line_alone_and_writes_nothing(tmp_path, small_mnist):
+    for delay in (0.6, 1.0, 1.4):  # after the device line: the data, then the first graph's compilation
+        cwd = tmp_path / str(delay)
+        cwd.mkdir()
+        process = start(cwd, "--data_url", str(small_mnist), "--steps_per_epoch", "2", "--no_progress")
+        try:
+            for line in process.stdout:
+                if line.startswith("Device:"):
+                    time.sleep(delay)
+                    process.send_signal(signal.SIGINT)
+                    break
+            _, err = process.communicate(timeout=300)
+        finally:
+            process.kill()
+        assert process.returncode in (130, 143), err  # during a step, MindSpore passes SIGINT on as SIGTERM
+        assert "[ERROR]" not in err and "[WARNING]" not in err and "Traceback" not in err, err
+        assert re.search(r"^Stopped by SIG(INT|TERM); ", err, re.M), err
+        assert not (cwd / "rank_0").exists()  # no analyze_fail.ir from a failed compilation
 
 
 # Case 9: a --ckpt_dir too long for MindSpore's ModelCheckpoint.
