@@ -72,7 +72,8 @@ def check_mindspore():
         return
     install = NEWEST_ON_PYTHON_39 if sys.version_info < (3, 10) else NEWEST_MINDSPORE
     message = (f"Found {found}; this tutorial supports MindSpore {OLDEST_MINDSPORE} to {NEWEST_MINDSPORE} on "
-               f"Python 3.9 to 3.12 (3.9 up to {NEWEST_ON_PYTHON_39}). Install one with: pip install mindspore=={install}")
+               f"Python 3.9 to 3.12 (3.9 up to {NEWEST_ON_PYTHON_39}). "
+               f"Install one with: pip install mindspore=={install}")
     if getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)() is not None:
         raise UnsupportedMindSpore(message)
     sys.exit(message)  # a script: the line on stderr and exit status 1
