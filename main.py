@@ -40,8 +40,9 @@
 # ## Environment
 #
 # MindSpore 2.10.0 on Python 3.10 to 3.12, with Jupyter and Matplotlib: `pip install -r
-# requirements.txt` (other platforms: <https://www.mindspore.cn/install/en>). MindSpore runs
-# on CPUs, NVIDIA GPUs and Huawei Ascend; the code picks the best one available.
+# requirements.txt` (other platforms: <https://www.mindspore.cn/install/en>). MindSpore 2.7.0
+# to 2.9.0 and Python 3.9 work too (see the README). MindSpore runs on CPUs, NVIDIA GPUs and
+# Huawei Ascend; the code picks the best one available.
 #
 # ## Preparation
 #
@@ -82,6 +83,9 @@ os.environ.setdefault("GLOG_v", "2")
 if Path("/proc/cpuinfo").exists() and " avx512f" in Path("/proc/cpuinfo").read_text():
     os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
 
+from mnist_data import check_mindspore, prepare_mnist, print_plain_numbers
+
+check_mindspore()  # no MindSpore, or one older than 2.7: one line saying what to install, not a traceback
 import matplotlib.pyplot as plt
 import mindspore as ms
 import numpy as np
@@ -89,9 +93,7 @@ from mindspore import nn
 from mindspore.dataset import MnistDataset, transforms, vision
 from mindspore.train import Accuracy, Callback, CheckpointConfig, Loss, LossMonitor, Model, ModelCheckpoint
 
-from mnist_data import prepare_mnist
-
-np.set_printoptions(legacy="1.25")  # print metrics as 0.98, not np.float64(0.98)
+print_plain_numbers()  # print metrics as 0.98, not np.float64(0.98)
 
 
 # %%

@@ -1,9 +1,13 @@
-"""MNIST on disk: lay out the four IDX files the way MnistDataset reads them, and check them first."""
+"""MNIST on disk: lay out the four IDX files the way MnistDataset reads them, and check them first.
+
+Also the two checks the tutorial's first cell makes of its environment: a MindSpore it supports
+(check_mindspore), and NumPy printing metrics as plain numbers (print_plain_numbers)."""
 import gzip
 import hashlib
 import os
 import re
 import struct
+import sys
 import zlib
 from pathlib import Path
 
@@ -37,6 +41,52 @@ MIRRORS = (
 )
 
 IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049
+
+
+# The releases this tutorial is tested on (see PLATFORMS in the README); Python 3.9 has wheels up to 2.9.0.
+OLDEST_MINDSPORE, NEWEST_MINDSPORE, NEWEST_ON_PYTHON_39 = "2.7.0", "2.10.0", "2.9.0"
+
+
+class UnsupportedMindSpore(Exception):
+    """No MindSpore, or one older than the tutorial supports: in Jupyter, the message alone stops
+    the notebook (IPython shows what _render_traceback_ returns in place of a traceback)."""
+
+    def _render_traceback_(self):
+        return [str(self)]
+
+
+def _release(version):
+    """(major, minor, patch) of a version string such as 2.7.1.post1 or 2.6.0rc1."""
+    return tuple(int(part) for part in re.findall(r"\d+", version)[:3])
+
+
+def check_mindspore():
+    """Stop with one line if MindSpore is missing or older than the tutorial supports; the line
+    names the version found, the versions supported, and the pip command that installs one."""
+    try:
+        import mindspore
+        found = f"MindSpore {mindspore.__version__}"
+    except ImportError as error:
+        mindspore, found = None, "no MindSpore" + ("" if error.name == "mindspore" else f" that imports ({error})")
+    if mindspore is not None and _release(mindspore.__version__) >= _release(OLDEST_MINDSPORE):
+        return
+    install = NEWEST_ON_PYTHON_39 if sys.version_info < (3, 10) else NEWEST_MINDSPORE
+    message = (f"Found {found}; this tutorial supports MindSpore {OLDEST_MINDSPORE} to {NEWEST_MINDSPORE} on "
+               f"Python 3.9 to 3.12 (3.9 up to {NEWEST_ON_PYTHON_39}). "
+               f"Install one with: pip install mindspore=={install}")
+    if getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)() is not None:
+        raise UnsupportedMindSpore(message)
+    sys.exit(message)  # a script: the line on stderr and exit status 1
+
+
+def print_plain_numbers():
+    """Make NumPy print a metric as 0.98, not np.float64(0.98). NumPy 2.0 began to print scalars
+    with their type; legacy="1.25" turns it off. NumPy 1.x (which MindSpore 2.7 to 2.9 require)
+    prints them plainly already, and its set_printoptions stores an unknown legacy value even as
+    it warns, which then breaks every printed array (and matplotlib's Agg backend)."""
+    import numpy as np
+    if _release(np.__version__) >= (2, 0, 0):
+        np.set_printoptions(legacy="1.25")
 
 
 class DataError(Exception):

@@ -6,4 +6,5 @@
 - cloud_storage: copying to and from ModelArts object storage (--data_url, --train_url).
 - monitoring: progress bars for training and evaluation.
 - plotting: the figures beyond the tutorial's own (curves, confusion matrix, mistakes).
+- compat: the differences between the MindSpore releases supported (2.7.0 to 2.10.0).
 """

@@ -16,6 +16,7 @@ from pathlib import Path
 from .checkpoint_files import CheckpointError, claim_folder, disk_full, mindspore_log_silenced, newest_checkpoint, \
     release_folders, shown, table
 from .cloud_storage import StorageError, check_reachable, check_train_url, is_remote, publish
+from .compat import add_onnx_export
 from mnist_data import SHIPPED_DIR, DataError
 from .plotting import plot_training_log, show_if_interactive
 from .resumable import LOG_NAME, Diverged, StopOnNonFinite, StopOnSignal, TrainingInterrupted, read_log  # noqa: F401 (for main.py)
@@ -385,6 +386,8 @@ def export_file(args, export, ckpt_file):
     only some characters in a name, so it writes into a temporary folder first; an existing file is
     never replaced. Return the path."""
     file_name, file_format = args.file_name, args.file_format
+    if file_format == "ONNX":
+        add_onnx_export()  # MindSpore 2.7.x has no ms.onnx
     suffix = "." + file_format.lower()
     if file_name.endswith(("/", os.sep)) or Path(file_name).is_dir():
         raise UsageError(f"--file_name {file_name} is a folder; give a file name, such as "

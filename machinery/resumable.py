@@ -401,7 +401,10 @@ def train_resumable(network, create_dataset, data_dir, ckpt_dir, config, auto_re
             metrics = {}
             if config.evaluate and rank == 0:  # the test set is the same for every worker
                 test_set = create_dataset(data_dir, training=False, batch_size=1000)
-                metrics = {name: float(value) for name, value in model.eval(test_set, callbacks=progress).items()}
+                # sorted: Model.eval returns them in the order of the set of metric names, which changes
+                # from process to process, and the checkpoint stores them in the order given
+                results = model.eval(test_set, callbacks=progress)
+                metrics = {name: float(results[name]) for name in sorted(results)}
                 log.epoch_metrics(metrics)
                 saver.save_if_best(metrics["acc"], metrics["loss"])
             saver.save(**metrics)

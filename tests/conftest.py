@@ -105,23 +105,6 @@ def run_script(cwd, *args, timeout=900):
     return subprocess.run(script_command(*args), cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
-# Python versions: each supported interpreter gets a venv built with the README's own install
-# command. The builds mostly wait for downloads, so they start in the background as soon as the
-# tests are collected, and overlap the other tests; test_python_versions.py waits for them. They
-# run at the lowest priority (nice 19), so that unpacking the wheels takes only the CPU time the
-# tests leave idle instead of slowing them down.
-SUPPORTED_PYTHONS = ("3.10", "3.12")  # 3.11 is the interpreter of the test venv itself
-VENV_BUILDS = {}
-
-
-def readme_install_command():
-    """The README's command that installs the tutorial, without its final `python main.py`."""
-    import re
-    line = next(line for line in (ROOT / "README.md").read_text().splitlines()
-                if re.match(r"python3 -m venv \.venv && \.venv/bin/pip install -r requirements\.txt", line))
-    return line.split(" && .venv/bin/python main.py")[0]
-
-
 def find_python(version):
     """The pyenv interpreter of `version`, or None."""
     import glob
@@ -131,27 +114,21 @@ def find_python(version):
     return found[-1] if found else None
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: the MindSpore x Python matrix (test_versions_matrix.py); "
+                                       "-m 'not slow' leaves it out")
+
+
 @pytest.hookimpl(trylast=True)  # after -k and -m have deselected
 def pytest_collection_modifyitems(session, config, items):
-    import os
-    import tempfile
-    if not any(item.module.__name__ == "test_python_versions" for item in items):
-        return
-    for version in SUPPORTED_PYTHONS:
-        python = find_python(version)
-        if python is None:
-            continue
-        folder = Path(tempfile.mkdtemp(prefix=f"py{version}-"))
-        copy_project_files([*PROJECT_FILES, "requirements.txt"], folder)
-        command = readme_install_command().replace("python3 ", f"{python} ", 1)
-        log = open(folder / "install.log", "w")
-        build = subprocess.Popen(["nice", "-n", "19", "bash", "-c", command], cwd=folder, stdout=log,
-                                 stderr=subprocess.STDOUT, env=dict(os.environ))
-        VENV_BUILDS[version] = (folder, build)
+    """The version matrix builds its environments and runs its cells in the background from here on,
+    overlapping the other tests, at the lowest priority; its tests, collected last, wait for them."""
+    selected = [item for item in items if item.module.__name__ == "test_versions_matrix"]
+    if selected and not config.option.collectonly:
+        selected[0].module.start({item.callspec.id if hasattr(item, "callspec") else "cross" for item in selected})
 
 
 def pytest_sessionfinish(session, exitstatus):
-    for folder, process in VENV_BUILDS.values():
-        process.kill()
-        process.wait()
-        shutil.rmtree(folder, ignore_errors=True)
+    matrix = sys.modules.get("test_versions_matrix")
+    if matrix:
+        matrix.stop()
