@@ -48,10 +48,9 @@
 #
 # MNIST has 60,000 training and 10,000 test images of handwritten digits in 10 classes
 # (<http://yann.lecun.com/exdb/mnist/>). The repository ships the four MNIST files in `MNIST/`,
-# recompressed with `gzip -9 -n`; their content is the original, byte for byte (see
-# `MNIST/README.md`). `prepare_mnist`, from `mnist_data.py`, is the only helper the tutorial
-# imports (copy it along with the notebook): it unpacks the files into this layout and checks
-# them.
+# recompressed with `gzip -9 -n`, their content the original's (see `MNIST/README.md`).
+# `mnist_data.py` is the only module the tutorial imports (copy it along with the notebook):
+# its `prepare_mnist` unpacks the files into this layout and checks them.
 #
 # ```text
 # checkpoint
