@@ -380,7 +380,9 @@ def train_resumable(network, create_dataset, data_dir, ckpt_dir, config, auto_re
     saver = CheckpointSaver(model.train_network, ckpt_dir, config, steps_per_epoch)
     saver.restore(auto_resume, source_dir)
     if saver.step >= config.num_epochs * steps_per_epoch:
-        print(f"Already trained for {config.num_epochs} epochs; nothing to do")
+        done = saver.step // steps_per_epoch
+        beyond = f", beyond --num_epochs {config.num_epochs}" if done > config.num_epochs else ""
+        print(f"Already trained for {done} epoch{'s' if done > 1 else ''}{beyond}; nothing to do")
         return saver.last_saved
     stopper, progress = StopOnSignal(lambda: saver.step, stop_after_step), ProgressBar(config.num_epochs)
     # the guard runs before the saver has counted the step: the step it checks is saver.step + 1
