@@ -576,7 +576,7 @@ def _interrupt(signum, frame):
         # shortly, until it lands outside the compiler (as the signal first received, even if
         # MindSpore's runtime passes it on as SIGTERM meanwhile).
         _held_signal[:] = _held_signal or [signum]
-        again = threading.Timer(0.05, os.kill, (os.getpid(), signum))
+        again = threading.Timer(0.05, signal.raise_signal, (signum,))  # not os.kill: Windows would terminate
         again.daemon = True
         again.start()
         return
