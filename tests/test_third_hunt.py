@@ -117,8 +117,15 @@ def test_2_a_data_folder_with_other_content_is_refused_never_filled_with_the_shi
 
 @pytest.mark.slow
 def test_3_one_process_refuses_a_folder_of_an_msrun_run(trained, tmp_path, small_mnist):
-    for rank in (0, 1):  # the layout a 2-worker msrun leaves
-        shutil.copytree(trained / "ckpt" / "train", tmp_path / "two" / f"rank_{rank}")
+    import mindspore as ms
+    # the layout of a 2-worker msrun killed while saving: rank_0's checkpoints, each storing 2 workers,
+    # and rank_1's folder, where that save had not happened yet
+    for rank in (0, 1):
+        (tmp_path / "two" / f"rank_{rank}").mkdir(parents=True)
+    for path in (trained / "ckpt" / "train").glob("*.ckpt"):
+        params = {**read_checkpoint(path), "workers": ms.Tensor(2, ms.int64)}
+        ms.save_checkpoint([{"name": name, "data": value} for name, value in params.items()],
+                           str(tmp_path / "two" / "rank_0" / path.name), crc_check=True)
     before = snapshot(tmp_path / "two")
     for extra in (["--auto_resume"], []):
         result = run_script(tmp_path, "train", "--data_url", str(small_mnist), "--ckpt_dir", "two",
