@@ -11,7 +11,7 @@ import mindspore as ms
 FORMATS = ("ckpt", "safetensors")
 # <prefix>-<epoch>_<step in epoch>.<format>, as ModelCheckpoint names them; <prefix>-best.<format>
 REGULAR = re.compile(r"(?P<prefix>.+)-(?P<epoch>\d+)_(?P<step>\d+)\.(?P<format>ckpt|safetensors)")
-RUN_INFO = ("epoch_num", "step_num", "steps_per_epoch", "seed", "best_acc", "acc", "loss")
+RUN_INFO = ("epoch_num", "step_num", "steps_per_epoch", "seed", "best_acc", "acc", "loss", "workers")
 
 
 class CheckpointError(Exception):

@@ -81,11 +81,17 @@ def seed_int(text):
     return value
 
 
-def add_common_options(parser, suppress=False):
+def add_common_options(parser, suppress=False, runs=True):
     """The options every command takes. A command's own parser gives them no default (`suppress`),
-    so that a value given before the command is kept, and one given after it wins."""
+    so that a value given before the command is kept, and one given after it wins. Those about data,
+    device and outputs only where the command uses them (`runs`): 'list' and 'curves' read files only."""
     def default(value):
         return argparse.SUPPRESS if suppress else value
+    parser.add_argument("--no_progress", action="store_true", default=default(False),
+                        help="no progress bars (default: bars on a terminal, none when output goes to a "
+                             "file or a pipe)")
+    if not runs:
+        return
     parser.add_argument("--data_url", default=default(str(SHIPPED_DIR)),
                         help="MNIST folder: train/ and test/ with the IDX files, or the four .gz "
                              "files; obs:// or s3:// on ModelArts (default: MNIST/ next to main.py)")
@@ -100,9 +106,6 @@ def add_common_options(parser, suppress=False):
                         help="which GPU or Ascend card of this host to use, from 0; the environment "
                              "variable DEVICE_ID sets it too; ignored on CPU and under msrun, which "
                              "assigns the cards itself (default: DEVICE_ID, or 0)")
-    parser.add_argument("--no_progress", action="store_true", default=default(False),
-                        help="no progress bars (default: bars on a terminal, none when output goes to a "
-                             "file or a pipe)")
 
 
 def add_ckpt_dir(parser, default_dir, suppress=False):
@@ -134,9 +137,9 @@ def build_parser():
     add_steps(parser)
     commands = parser.add_subparsers(dest="command", title="commands")
 
-    def command(name, help, description, ckpt_dir="ckpt", steps=False, ckpt=False):
+    def command(name, help, description, ckpt_dir="ckpt", steps=False, ckpt=False, runs=True):
         sub = commands.add_parser(name, help=help, description=description, allow_abbrev=False)
-        add_common_options(sub, suppress=True)
+        add_common_options(sub, suppress=True, runs=runs)
         add_ckpt_dir(sub, ckpt_dir, suppress=True)
         if steps:
             add_steps(sub, suppress=True)
@@ -147,7 +150,9 @@ def build_parser():
     train_cmd = command("train", "train, with exact resuming",
                         "Train LeNet5, saving checkpoints that allow an exact continuation after any "
                         "interruption.", ckpt_dir=DEFAULT_TRAIN_DIR, steps=True)
-    train_cmd.add_argument("--num_epochs", type=positive_int, default=2, help="epochs to train to (default: 2)")
+    train_cmd.add_argument("--num_epochs", type=positive_int, default=2,
+                           help="train until the run has this many epochs in all: a continued run counts the "
+                                "epochs it already has (default: 2)")
     train_cmd.add_argument("--lr", type=positive_float, default=0.01, help="learning rate (default: 0.01)")
     train_cmd.add_argument("--seed", type=seed_int, default=0, metavar="S",
                            help=f"seed for weights and data order, 0 to {SEED_MAX} (default: 0)")
@@ -164,7 +169,9 @@ def build_parser():
     resume_cmd = command("resume", "the tutorial's resume step: continue from a checkpoint",
                          "Continue training from a checkpoint, network and optimizer state, with a new "
                          "learning rate, as the tutorial's resume_train does.", steps=True, ckpt=True)
-    resume_cmd.add_argument("--num_epochs", type=positive_int, default=2, help="epochs to add (default: 2)")
+    resume_cmd.add_argument("--num_epochs", type=positive_int, default=2,
+                            help="epochs to train after those the checkpoint holds: this many more, not "
+                                 "up to (default: 2)")
     resume_cmd.add_argument("--lr", type=positive_float, default=0.001, help="learning rate (default: 0.001)")
     command("infer", "predict the whole test set and save the figures",
             "Predict the whole test set with a checkpoint, print the accuracy, and save "
@@ -172,10 +179,10 @@ def build_parser():
     command("curves", "draw the curves of a 'train' run from its log",
             "Draw the loss of every step and the test metrics of every epoch of the 'train' run in "
             "--ckpt_dir, from its train_log.csv, with a mark where it was continued; save "
-            "images/train_curves.png.", ckpt_dir=DEFAULT_TRAIN_DIR)
+            "images/train_curves.png.", ckpt_dir=DEFAULT_TRAIN_DIR, runs=False)
     command("list", "list the checkpoints in --ckpt_dir and its subfolders",
             "List every checkpoint in --ckpt_dir and its subfolders (train's, msrun's rank_<id>/): "
-            "position, stored metrics, and whether each file is intact.")
+            "position, stored metrics, and whether each file is intact.", runs=False)
     export_cmd = command("export", "export for deployment",
                          "Write LeNet5 with a checkpoint's weights as one MindIR or ONNX file, for "
                          "inference on batches of 32 images of 1x32x32.", ckpt=True)
@@ -572,7 +579,7 @@ def _interrupt(signum, frame):
         # shortly, until it lands outside the compiler (as the signal first received, even if
         # MindSpore's runtime passes it on as SIGTERM meanwhile).
         _held_signal[:] = _held_signal or [signum]
-        again = threading.Timer(0.05, os.kill, (os.getpid(), signum))
+        again = threading.Timer(0.05, signal.raise_signal, (signum,))  # not os.kill: Windows would terminate
         again.daemon = True
         again.start()
         return

@@ -80,8 +80,12 @@ def plot_training_log(rows):
     of its train_log.csv, in epochs; a dotted line marks each place where the run was continued."""
     steps = [row for row in rows if row["loss"] is not None]
     epochs = [row for row in rows if row["test_acc"] is not None]
-    per_epoch = max((row["global_step"] / row["epoch"] for row in epochs), default=None) or max(
-        (row["global_step"] for row in rows if row["epoch"] == 1), default=1)
+    # the epoch's length: from an evaluation, or from epoch 1's last step once epoch 2 began; before
+    # that it is unknown, and the x axis counts steps, not epochs
+    first_done = any(row["epoch"] > 1 for row in rows)
+    per_epoch = max((row["global_step"] / row["epoch"] for row in epochs), default=None) or (max(
+        (row["global_step"] for row in rows if row["epoch"] == 1), default=1) if first_done else 1)
+    unit = "epoch" if epochs or first_done else "step"
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
     loss_ax.plot([row["global_step"] / per_epoch for row in steps], [row["loss"] for row in steps], lw=0.6,
                  color="C0", label="training step")
@@ -95,8 +99,12 @@ def plot_training_log(rows):
             ax.axvline(start / per_epoch, color="gray", linestyle=":")
     if starts:
         loss_ax.plot([], [], color="gray", linestyle=":", label="continued here")
-    loss_ax.set(xlabel="epoch", ylabel="loss", yscale="log", title="Loss")
-    acc_ax.set(xlabel="epoch", ylabel="test accuracy", title="Test accuracy after each epoch")
+    if not epochs:
+        acc_ax.text(0.5, 0.5, "no test metrics in the log yet: the test set is evaluated at the end of each "
+                    "epoch (unless --no_eval)",
+                    ha="center", va="center", wrap=True, transform=acc_ax.transAxes, color="gray")
+    loss_ax.set(xlabel=unit, ylabel="loss", yscale="log", title="Loss")
+    acc_ax.set(xlabel=unit, ylabel="test accuracy", title="Test accuracy after each epoch")
     loss_ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

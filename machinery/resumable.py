@@ -58,10 +58,10 @@ class CheckpointSaver(Callback):
     touches the best one.
     """
 
-    def __init__(self, train_network, ckpt_dir, config, steps_per_epoch, prefix="lenet"):
+    def __init__(self, train_network, ckpt_dir, config, steps_per_epoch, prefix="lenet", workers=1):
         super().__init__()
         self.network, self.ckpt_dir, self.config = train_network, Path(ckpt_dir), config
-        self.steps_per_epoch, self.prefix = steps_per_epoch, prefix
+        self.steps_per_epoch, self.prefix, self.workers = steps_per_epoch, prefix, workers
         self.step, self.best_acc = 0, -1.0
         self.saved_step, self.last_saved = 0, None
 
@@ -96,7 +96,8 @@ class CheckpointSaver(Callback):
         if not all_finite(self.network):  # StopOnNonFinite stops first; this is the last line of defence
             raise Diverged(f"the parameters are no longer finite at global step {self.step}", self.last_saved)
         info = {"epoch_num": self.position()[0], "step_num": self.step, "seed": self.config.seed,
-                "steps_per_epoch": self.steps_per_epoch, "best_acc": self.best_acc, **metrics}
+                "steps_per_epoch": self.steps_per_epoch, "best_acc": self.best_acc, "workers": self.workers,
+                **metrics}
         write_checkpoint(self.network, path, info, self.config.ckpt_format)
 
     def restore(self, auto_resume, source_dir=None):
@@ -329,13 +330,26 @@ class TrainingInterrupted(Exception):
 
 
 def workers_of_run(ckpt_dir):
-    """How many workers trained the run whose checkpoints are in `ckpt_dir`: 1 for checkpoints in the
-    folder itself, the number of rank_<id>/ folders for an msrun; None if there are none."""
-    ranks = [int(path.name[5:]) for path in Path(ckpt_dir).glob("rank_*")
-             if path.name[5:].isdigit() and path.is_dir() and all_checkpoints(path)]
+    """How many workers trained the run whose checkpoints are in `ckpt_dir`, or None if there are none:
+    the number its newest checkpoint stores, or where none does (saved before the number was stored),
+    1 for checkpoints in the folder itself and the number of rank_<id>/ folders for an msrun. (An
+    msrun killed while saving may leave a checkpoint in rank_0/ only: the stored number still counts
+    rank_1.)"""
+    root = Path(ckpt_dir)
+    ranks = sorted(int(path.name[5:]) for path in root.glob("rank_*")
+                   if path.name[5:].isdigit() and path.is_dir() and all_checkpoints(path))
+    folder = root / f"rank_{ranks[0]}" if ranks else root
+    for path in all_checkpoints(folder) if folder.is_dir() else []:
+        try:
+            info = run_info(read_checkpoint(path))
+        except CheckpointError:
+            continue  # damaged: the next newest tells
+        if "workers" in info:
+            return int(info["workers"])
+        break
     if ranks:
         return max(ranks) + 1
-    return 1 if Path(ckpt_dir).is_dir() and all_checkpoints(ckpt_dir) else None
+    return 1 if folder.is_dir() and all_checkpoints(folder) else None
 
 
 def check_worker_count(ckpt_dir, workers):
@@ -377,10 +391,12 @@ def train_resumable(network, create_dataset, data_dir, ckpt_dir, config, auto_re
     else:
         source_dir = ckpt_dir
     Path(ckpt_dir).mkdir(parents=True, exist_ok=True)
-    saver = CheckpointSaver(model.train_network, ckpt_dir, config, steps_per_epoch)
+    saver = CheckpointSaver(model.train_network, ckpt_dir, config, steps_per_epoch, workers=workers)
     saver.restore(auto_resume, source_dir)
     if saver.step >= config.num_epochs * steps_per_epoch:
-        print(f"Already trained for {config.num_epochs} epochs; nothing to do")
+        done = saver.step // steps_per_epoch
+        beyond = f", beyond --num_epochs {config.num_epochs}" if done > config.num_epochs else ""
+        print(f"Already trained for {done} epoch{'s' if done > 1 else ''}{beyond}; nothing to do")
         return saver.last_saved
     stopper, progress = StopOnSignal(lambda: saver.step, stop_after_step), ProgressBar(config.num_epochs)
     # the guard runs before the saver has counted the step: the step it checks is saver.step + 1

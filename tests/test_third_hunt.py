@@ -117,8 +117,15 @@ def test_2_a_data_folder_with_other_content_is_refused_never_filled_with_the_shi
 
 @pytest.mark.slow
 def test_3_one_process_refuses_a_folder_of_an_msrun_run(trained, tmp_path, small_mnist):
-    for rank in (0, 1):  # the layout a 2-worker msrun leaves
-        shutil.copytree(trained / "ckpt" / "train", tmp_path / "two" / f"rank_{rank}")
+    import mindspore as ms
+    # the layout of a 2-worker msrun killed while saving: rank_0's checkpoints, each storing 2 workers,
+    # and rank_1's folder, where that save had not happened yet
+    for rank in (0, 1):
+        (tmp_path / "two" / f"rank_{rank}").mkdir(parents=True)
+    for path in (trained / "ckpt" / "train").glob("*.ckpt"):
+        params = {**read_checkpoint(path), "workers": ms.Tensor(2, ms.int64)}
+        ms.save_checkpoint([{"name": name, "data": value} for name, value in params.items()],
+                           str(tmp_path / "two" / "rank_0" / path.name), crc_check=True)
     before = snapshot(tmp_path / "two")
     for extra in (["--auto_resume"], []):
         result = run_script(tmp_path, "train", "--data_url", str(small_mnist), "--ckpt_dir", "two",
@@ -347,3 +354,49 @@ def test_12_every_msrun_command_of_the_project_joins_its_workers():
     assert shown and all("--join=True" in command for command in shown), shown
     assert "--join=True" in (ROOT / "tests" / "test_distributed.py").read_text()
     assert "msrun_logs/" in (ROOT / ".gitignore").read_text().splitlines()
+
+
+# The smaller ones.
+
+@pytest.mark.slow
+def test_small_one_line_for_a_file_as_ckpt_dir_and_options_of_list_and_curves(tmp_path):
+    (tmp_path / "afile").write_text("a file")
+    cases = {
+        ("curves", "--ckpt_dir", "afile"): (1, "error: --ckpt_dir afile is a file, not a folder; pass the folder of a "
+                                              "'train' run, which holds its train_log.csv"),
+        ("train", "--ckpt_dir", "afile"): (1, "error: cannot write to --ckpt_dir afile: it is a file, not a folder; "
+                                             "pass a folder you can write to"),
+        ("list", "--data_url", "x"): (2, "error: --data_url does not apply to 'list'; see python main.py list --help"),
+        ("curves", "--train_url", "x"): (2, "error: --train_url does not apply to 'curves'; see python main.py "
+                                           "curves --help"),
+    }
+    for args, (code, message) in cases.items():
+        result = run_script(tmp_path, *args)
+        assert (result.returncode, one_error_line(result)) == (code, message)
+    helps = {command: run_script(tmp_path, command, "--help").stdout for command in ("list", "train", "resume")}
+    assert "--data_url" not in helps["list"] and "--device_id" not in helps["list"]
+    assert "train until the run has this many epochs in all" in " ".join(helps["train"].split())
+    assert "this many more, not up to" in " ".join(helps["resume"].split())
+
+
+def test_small_nothing_to_do_names_the_epochs_trained(trained, tmp_path, small_mnist):
+    cwd = copy_of(trained, tmp_path)
+    result = run_script(cwd, "train", "--data_url", str(small_mnist), "--steps_per_epoch", "4", "--save_steps", "5",
+                        "--num_epochs", "1", "--auto_resume")
+    assert result.returncode == 0, result.stderr
+    assert "Already trained for 2 epochs, beyond --num_epochs 1; nothing to do" in result.stdout
+
+
+def test_small_curves_of_an_unfinished_first_epoch_count_steps(tmp_path):
+    from machinery.plotting import plot_training_log
+    from machinery.resumable import read_log
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "train_log.csv").write_text("global_step,epoch,loss,test_acc,test_loss,run\n"
+                                                    "1,1,2.3,,,1\n2,1,2.2,,,1\n3,1,2.1,,,1\n")
+    result = run_script(tmp_path, "curves", "--ckpt_dir", "run")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "images" / "train_curves.png").stat().st_size > 10_000
+    figure = plot_training_log(read_log(tmp_path / "run" / "train_log.csv"))
+    loss_ax, acc_ax = figure.axes
+    assert loss_ax.get_xlabel() == "step" and list(loss_ax.lines[0].get_xdata()) == [1, 2, 3]  # not 1/3 to 1
+    assert "no test metrics in the log yet" in acc_ax.texts[0].get_text()
