@@ -21,10 +21,8 @@
 # four scenarios checkpoints serve:
 #
 # - **Inference after training**
-#   - Save the parameters after training and predict with them: *Loading a checkpoint for
-#     inference*.
-#   - Validate the accuracy during training and keep the most accurate parameters for
-#     prediction: `SaveBest` in *Saving the model*.
+#   - Save the parameters after training and predict with them: *Loading a checkpoint for inference*.
+#   - Keep the most accurate parameters seen in training: `SaveBest` in *Saving the model*.
 # - **Retraining**
 #   - After an abnormal exit, go on from the last checkpoint rather than from the start:
 #     *Resuming training from a checkpoint*, and, exact to the step, *Surviving a crash*.
@@ -39,10 +37,9 @@
 #
 # ## Environment
 #
-# MindSpore 2.10.0 on Python 3.10 to 3.12, with Jupyter and Matplotlib: `pip install -r
-# requirements.txt` (other platforms: <https://www.mindspore.cn/install/en>). MindSpore 2.7.0
-# to 2.9.0 and Python 3.9 work too (see the README). MindSpore runs on CPUs, NVIDIA GPUs and
-# Huawei Ascend; the code picks the best one available.
+# MindSpore 2.10.0 on Python 3.10 to 3.12, or 2.7.0 to 2.9.0, on 3.9 too (see the README), with
+# Jupyter and Matplotlib: `pip install -r requirements.txt`. MindSpore runs on CPUs, NVIDIA GPUs and Huawei
+# Ascend (<https://www.mindspore.cn/install/en>); the code picks the best one available.
 #
 # ## Preparation
 #
@@ -72,6 +69,11 @@
 # `GLOG_v=2` limits MindSpore's log to warnings and errors. On CPUs with AVX-512, oneDNN runs
 # LeNet5's convolutions in a slow reference kernel; capping it at AVX2 makes an epoch about ten
 # times faster (see `docs/speed.md`). Both must be set before MindSpore starts.
+
+# %% active="py"
+if __name__ == "__main__":  # the script answers --help and bad options before MindSpore loads
+    from machinery.options import check_command_line
+    check_command_line()
 
 # %%
 import logging
@@ -747,23 +749,20 @@ def main(args):
     shard = init_data_parallel()
     if shard[1] > 1 and args.command != "train":
         raise cli.UsageError("under msrun, run the 'train' command; the others run in one process")
+    ckpt_file = args.command in ("infer", "resume", "export") and str(resolve(args.ckpt, args.ckpt_dir, LeNet5()))
     if args.command == "export":
-        ckpt_file = resolve(args.ckpt, args.ckpt_dir, LeNet5())
         return [cli.export_file(args, lambda name: export_model(ckpt_file, args.file_format, name), ckpt_file)]
     data_dir = prepare_mnist(fetch_dir(args.data_url, "cache/data"), progress=progress_enabled())
     if args.command == "infer":
-        ckpt_file = resolve(args.ckpt, args.ckpt_dir, LeNet5())
         return [ckpt_file, *cli.save_figures(prediction_figures(data_dir, ckpt_file))]
     cli.claim_dir(args.ckpt_dir, shard)
     options = {"ckpt_dir": args.ckpt_dir, "steps_per_epoch": args.steps_per_epoch, "sink": cli.sink_mode_for_tests()}
     if args.command == "train":
-        config = TrainConfig(args.num_epochs, args.lr, args.seed, args.steps_per_epoch, args.save_steps,
-                             args.evaluate, args.ckpt_format)
+        config = TrainConfig.from_args(args)
         last = cli.trained(train_resumable(LeNet5, create_dataset, data_dir, args.ckpt_dir, config, args.auto_resume,
                                            shard=shard))
         return [*all_checkpoints(last.parent), *cli.save_curves(args.ckpt_dir)] if shard[0] == 0 else []
     if args.command == "resume":
-        ckpt_file = str(resolve(args.ckpt, args.ckpt_dir, LeNet5()))
         last, _ = cli.trained(resume_train(data_dir, ckpt_file, args.lr, num_epochs=args.num_epochs,
                                            callbacks=[cli.StopOnNonFinite(), ProgressBar()], **options))
         print_checkpoints("Checkpoints after resuming training:", args.ckpt_dir)

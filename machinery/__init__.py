@@ -1,6 +1,7 @@
 """The machinery around the tutorial in main.py: what would get in the way of the lesson.
 
-- cli: the command line, its options, and the checks that turn bad input into one line.
+- options: the command line's options and commands, parsed before MindSpore loads.
+- cli: running a command, and the checks that turn bad input or a stop into one line.
 - resumable: train_resumable, the engine of `train --auto_resume` (exact resume to the step).
 - checkpoint_files: writing, finding, checking and listing checkpoint files.
 - cloud_storage: copying to and from ModelArts object storage (--data_url, --train_url).

@@ -35,6 +35,12 @@ class TrainConfig:
     ckpt_format: str = "ckpt"  # or "safetensors"
     keep_checkpoint_max: int = 5
 
+    @classmethod
+    def from_args(cls, args):
+        """The configuration of `python main.py train` with the options in `args`."""
+        return cls(args.num_epochs, args.lr, args.seed, args.steps_per_epoch, args.save_steps, args.evaluate,
+                   args.ckpt_format)
+
 
 def epoch_dataset(create_dataset, data_dir, seed, epoch, steps_per_epoch=None, skip=0, shard=(0, 1)):
     """The training batches of `epoch` in an order fixed by `seed` and `epoch`, from batch `skip` on.

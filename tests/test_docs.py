@@ -3,7 +3,7 @@ and every relative link and #anchor leads somewhere."""
 import argparse
 import re
 
-from machinery import cli
+from machinery.options import build_parser
 from conftest import ROOT
 
 COMMANDS = ("train", "resume", "infer", "list", "export", "curves")
@@ -13,7 +13,7 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 def help_texts():
     """{option: {command: help text}}, "" standing for no command (the whole tutorial)."""
-    parser = cli.build_parser()
+    parser = build_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
     found = {}
     for command, sub in [("", parser), *commands.items()]:

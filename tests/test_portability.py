@@ -9,6 +9,7 @@ import time
 import pytest
 
 from machinery import cli
+from machinery.options import parse_args
 from conftest import ROOT, run_script
 
 SHIM = ROOT / "tests" / "portability_shim.py"
@@ -69,7 +70,7 @@ def test_the_directory_fsync_is_skipped_only_where_the_os_has_none(tmp_path, mon
 # --device_id, DEVICE_ID, and the CUDA check
 
 def args_for(*argv):
-    return cli.parse_args(list(argv))
+    return parse_args(list(argv))
 
 
 def test_device_id_is_ignored_on_cpu_with_a_clear_line(capsys):
