@@ -727,7 +727,7 @@ def export_model(ckpt_file, file_format="MINDIR", file_name="lenet5"):
 #
 # `python main.py` runs the tutorial's steps; the commands `train`, `resume`, `infer`, `list`
 # and `export` run one step each, and `python main.py COMMAND --help` describes their options
-# (see the README). The command line is in `machinery/cli.py`; the cell below, which only the script
+# (see the README). The command line is in `machinery/`; the cell below, which only the script
 # runs, connects it to the functions above.
 
 # %% active="py"
@@ -741,7 +741,7 @@ from machinery.plotting import plot_confusion_matrix, plot_misclassified, plot_t
 
 
 def main(args):
-    """Run the command in `args` (see machinery/cli.py); return the files to copy to --train_url."""
+    """Run the command in `args` (see machinery/options.py); return the files to copy to --train_url."""
     try:
         set_device(args.device_target, args.device_id)
     except ValueError as error:

@@ -161,6 +161,7 @@ def test_3_an_msrun_refuses_a_folder_of_a_single_process_run(trained, tmp_path, 
 
 # Case 4: resume stores the position it trained to.
 
+@pytest.mark.slow
 def test_4_resume_from_a_mid_epoch_checkpoint_stores_the_optimizers_step(trained, tmp_path, small_mnist):
     source = trained / "ckpt" / "train" / "lenet-2_1.ckpt"  # epoch 2, step 1 of 4: global step 5
     result = run_script(tmp_path, "resume", "--ckpt", str(source), "--data_url", str(small_mnist),
@@ -300,6 +301,7 @@ def test_9_a_ckpt_dir_too_long_for_modelcheckpoint_is_refused_before_anything_is
 
 # Case 10: a checkpoint fits LeNet5 only with its shapes and its dtypes.
 
+@pytest.mark.slow
 def test_10_integer_weights_of_the_right_shapes_are_refused_and_latest_skips_them(trained, tmp_path, small_mnist):
     import mindspore as ms
     import numpy as np
@@ -388,6 +390,7 @@ def test_small_nothing_to_do_names_the_epochs_trained(trained, tmp_path, small_m
     assert "Already trained for 2 epochs, beyond --num_epochs 1; nothing to do" in result.stdout
 
 
+@pytest.mark.slow
 def test_small_curves_of_an_unfinished_first_epoch_count_steps(tmp_path):
     from machinery.plotting import plot_training_log
     from machinery.resumable import read_log
