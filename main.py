@@ -534,53 +534,58 @@ def train_parity(net, params, data_dir, num_epochs=5):
 #   end. It handles one signal, and MindSpore's runtime turns Ctrl-C (SIGINT) into SIGTERM.
 #
 # Both store no position: a new `Model.train` call starts again at epoch 1, step 1, on top of
-# the restored state. Here both are measured on 2 epochs of 200 steps, with an abnormal exit
-# after step 300, and the rerun compared with a run that was never interrupted.
+# the restored state. Here both are measured on 2 epochs of 200 steps (fewer in a quick run),
+# with an abnormal exit halfway through the second, after step 300, and the rerun compared with
+# a run that was never interrupted.
 
 # %%
 from mindspore.dataset import config as dataset_config
 
-EXIT_STEP = 300  # epoch 2, step 100 of 200
+def exit_step(steps):
+    """Where the demos stop a run of 2 epochs of `steps` steps: halfway through the second epoch."""
+    return steps + steps // 2
 
 
 class ExitAt(Callback):
-    """Stands in for an abnormal exit: calls `action` after step EXIT_STEP; counts the steps trained."""
+    """Stands in for an abnormal exit: calls `action(step)` after step `step`; counts the steps trained."""
 
-    def __init__(self, action=None):
+    def __init__(self, action=None, step=None):
         super().__init__()
-        self.action, self.steps = action, 0
+        self.action, self.step, self.steps = action, step, 0
 
     def on_train_step_end(self, run_context):
         self.steps += 1
-        if self.action and run_context.original_args().cur_step_num == EXIT_STEP:
-            self.action()
+        if self.action and run_context.original_args().cur_step_num == self.step:
+            self.action(self.step)
 
 
-def crash():
-    raise RuntimeError(f"simulated crash after step {EXIT_STEP}")
+def crash(step):
+    raise RuntimeError(f"simulated crash after step {step}")
 
 
-def run_builtin(data_dir, *callbacks, action=None):
-    """Train 2 epochs of 200 steps with fixed seeds; return the parameters and the steps trained."""
+def run_builtin(data_dir, *callbacks, steps=200, action=None):
+    """Train 2 epochs of `steps` steps with fixed seeds, calling `action` at exit_step(steps);
+    return the parameters and the steps trained."""
     ms.set_seed(1)
     dataset_config.set_seed(1)
-    net, counter = LeNet5(), ExitAt(action)
+    net, counter = LeNet5(), ExitAt(action, exit_step(steps))
     loss = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
     model = Model(net, loss, nn.Momentum(net.trainable_params(), 0.01, 0.9))
     try:
-        model.train(2, create_dataset(data_dir, num_samples=200 * 32), callbacks=[*callbacks, counter],
+        model.train(2, create_dataset(data_dir, num_samples=steps * 32), callbacks=[*callbacks, counter],
                     dataset_sink_mode=False)
     except RuntimeError as error:
         print("Crashed:", error)
     return {p.name: p.asnumpy() for p in model.train_network.get_parameters()}, counter.steps
 
 
-def compare(name, reference, params, steps):
-    """Print how far a rerun's parameters `params` ended from those of the uninterrupted run."""
+def compare(name, reference, params, trained, steps=200):
+    """Print how far a rerun's parameters `params` (`trained` steps) ended from the uninterrupted run's."""
     weights = [name for name in reference if "." in name and not name.startswith("moments.")]
     difference = max(np.abs(params[name] - reference[name]).max() for name in weights)
-    print(f"{name}: the rerun trained {steps} steps (100 were left); optimizer steps in all: "
-          f"{int(params['global_step'][0])} (uninterrupted: 400); largest weight difference: {difference:.2g}")
+    print(f"{name}: the rerun trained {trained} steps ({2 * steps - exit_step(steps)} were left); optimizer "
+          f"steps in all: {int(params['global_step'][0])} (uninterrupted: {2 * steps}); "
+          f"largest weight difference: {difference:.2g}")
 
 
 # %% active="ipynb"
@@ -590,18 +595,21 @@ def compare(name, reference, params, steps):
 # from mindspore.train import BackupAndRestore, OnRequestExit
 #
 # crash_dir = Path("ckpt") / time.strftime("crash-%Y%m%d-%H%M%S")  # a fresh folder each time
-# reference, _ = run_builtin(data_dir)
-# run_builtin(data_dir, BackupAndRestore(str(crash_dir / "backup")), action=crash)
-# compare("BackupAndRestore", reference, *run_builtin(data_dir, BackupAndRestore(str(crash_dir / "backup"))))
+# DEMO_STEPS = min(200, STEPS_PER_EPOCH or 200)  # a quick run's epochs are short here too
+# reference, _ = run_builtin(data_dir, steps=DEMO_STEPS)
+# run_builtin(data_dir, BackupAndRestore(str(crash_dir / "backup")), steps=DEMO_STEPS, action=crash)
+# rerun = run_builtin(data_dir, BackupAndRestore(str(crash_dir / "backup")), steps=DEMO_STEPS)
+# compare("BackupAndRestore", reference, *rerun, DEMO_STEPS)
 #
 # os.environ["MS_ENABLE_GRACEFUL_EXIT"] = "1"  # read when the Model is built
 # previous_handler = signal.getsignal(signal.SIGTERM)
 # logging.disable(logging.WARNING)  # OnRequestExit logs a warning when it stops training
 # exit_callback = lambda: OnRequestExit(save_mindir=False, file_name="LeNet5", directory=str(crash_dir / "exit"))
-# _, steps = run_builtin(data_dir, exit_callback(), action=lambda: os.kill(os.getpid(), signal.SIGTERM))
-# print(f"OnRequestExit: SIGTERM after step {EXIT_STEP} stopped the run after {steps} steps; saved",
+# _, steps = run_builtin(data_dir, exit_callback(), steps=DEMO_STEPS,
+#                        action=lambda step: os.kill(os.getpid(), signal.SIGTERM))
+# print(f"OnRequestExit: SIGTERM after step {exit_step(DEMO_STEPS)} stopped the run after {steps} steps; saved",
 #       *os.listdir(crash_dir / "exit" / "rank_0"))
-# compare("OnRequestExit", reference, *run_builtin(data_dir, exit_callback()))
+# compare("OnRequestExit", reference, *run_builtin(data_dir, exit_callback(), steps=DEMO_STEPS), DEMO_STEPS)
 # logging.disable(logging.NOTSET)
 # signal.signal(signal.SIGTERM, previous_handler)  # OnRequestExit leaves its own handler installed
 # del os.environ["MS_ENABLE_GRACEFUL_EXIT"]
@@ -629,9 +637,10 @@ from machinery.resumable import TrainConfig, train_resumable
 # %% active="ipynb"
 # from machinery.checkpoint_files import table
 #
-# demo = TrainConfig(num_epochs=2, steps_per_epoch=200, save_steps=100, seed=1)
+# demo = TrainConfig(num_epochs=2, steps_per_epoch=DEMO_STEPS, save_steps=DEMO_STEPS // 2, seed=1)
 # uninterrupted = train_resumable(LeNet5, create_dataset, data_dir, crash_dir / "uninterrupted", demo)
-# train_resumable(LeNet5, create_dataset, data_dir, crash_dir / "interrupted", demo, stop_after_step=EXIT_STEP)
+# train_resumable(LeNet5, create_dataset, data_dir, crash_dir / "interrupted", demo,
+#                 stop_after_step=exit_step(DEMO_STEPS))
 # continued = train_resumable(LeNet5, create_dataset, data_dir, crash_dir / "interrupted", demo, auto_resume=True)
 # a, b = read_checkpoint(uninterrupted), read_checkpoint(continued)
 # print("Same parameters as the uninterrupted run, bit for bit:", a.keys() == b.keys()

@@ -179,14 +179,16 @@ def test_notebook_runs_in_a_jupyter_kernel_twice_then_the_readme_commands_work(s
         assert re.findall(r"epoch: (\d+) step: 100,", out) == ["1", "2", "3", "4"]
         assert "Network parameters not loaded: []" in out and "Optimizer parameters not loaded: []" in out
         assert "Checkpoints after first training:\n" in out and "Checkpoints after resuming training:\n" in out
-        assert "Crashed: simulated crash after step 300" in out
-        assert re.search(r"BackupAndRestore: the rerun trained 400 steps .* optimizer steps in all: 600 ", out)
-        assert "OnRequestExit: SIGTERM after step 300 stopped the run after 301 steps; saved LeNet5_train.ckpt" in out
-        assert re.search(r"OnRequestExit: the rerun trained 400 steps .* optimizer steps in all: 701 ", out)
-        assert "Stopped after step 300 as asked" in out
-        assert re.search(r"Continuing from \S+/interrupted/lenet-2_100.ckpt: epoch 2, step 100", out)
+        # the crash demos follow the quick run: 2 epochs of 100 steps, stopped after step 150
+        assert "Crashed: simulated crash after step 150" in out
+        assert re.search(r"BackupAndRestore: the rerun trained 200 steps \(50 were left\); optimizer steps in all: "
+                         r"300 \(uninterrupted: 200\)", out)
+        assert "OnRequestExit: SIGTERM after step 150 stopped the run after 151 steps; saved LeNet5_train.ckpt" in out
+        assert re.search(r"OnRequestExit: the rerun trained 200 steps .* optimizer steps in all: 351 ", out)
+        assert "Stopped after step 150 as asked" in out
+        assert re.search(r"Continuing from \S+/interrupted/lenet-2_50.ckpt: epoch 2, step 50", out)
         assert "Same parameters as the uninterrupted run, bit for bit: True" in out
-        assert re.search(r"lenet-best.ckpt +(1 +200|2 +400) +0\.[89]\d{3}", out)  # the better of its 2 epochs
+        assert re.search(r"lenet-best.ckpt +(1 +100|2 +200) +0\.[789]\d{3}", out)  # the better of its 2 epochs
         assert re.search(r"Fine-tuned: +odd/even accuracy 0\.\d{3} after 50 steps on 320 images", out)
         assert "Not loaded: fc3.weight, shape (10, 84) in the checkpoint, (2, 84) here" in out
         assert "to ckpt/lenet5.mindir, input shape (32, 1, 32, 32)" in out and "Same predictions: True" in out
