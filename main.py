@@ -755,13 +755,12 @@ def main(args):
         set_device(args.device_target, args.device_id)
     except ValueError as error:
         raise cli.UsageError(error) from None
-    shard = init_data_parallel()
-    if shard[1] > 1 and args.command != "train":
-        raise cli.UsageError("under msrun, run the 'train' command; the others run in one process")
-    ckpt_file = args.command in ("infer", "resume", "export") and str(resolve(args.ckpt, args.ckpt_dir, LeNet5()))
+    shard = cli.only_train_under_msrun(init_data_parallel(), args.command)
     if args.command == "export":
+        ckpt_file = resolve(args.ckpt, args.ckpt_dir, LeNet5())
         return [cli.export_file(args, lambda name: export_model(ckpt_file, args.file_format, name), ckpt_file)]
     data_dir = prepare_mnist(fetch_dir(args.data_url, "cache/data"), progress=progress_enabled())
+    ckpt_file = args.command in ("infer", "resume") and str(resolve(args.ckpt, args.ckpt_dir, LeNet5()))
     if args.command == "infer":
         return [ckpt_file, *cli.save_figures(prediction_figures(data_dir, ckpt_file))]
     cli.claim_dir(args.ckpt_dir, shard)

@@ -90,6 +90,13 @@ def check_device(args, load=ctypes.CDLL):
         args.device_id = None
 
 
+def only_train_under_msrun(shard, command):
+    """`shard`, (rank, number of workers), once checked: under msrun only 'train' runs."""
+    if shard[1] > 1 and command != "train":
+        raise UsageError("under msrun, run the 'train' command; the others run in one process")
+    return shard
+
+
 def sink_mode_for_tests():
     """TUTORIAL_SINK_MODE=1 makes the tutorial's training ask for dataset sink mode on any device
     (tests use it on CPU); unset, run_training decides: sink mode on Ascend only."""

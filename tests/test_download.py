@@ -173,7 +173,7 @@ def test_the_script_without_network_or_shipped_copy_fails_in_one_line(tmp_path, 
     project.mkdir()
     copy_project_files(["main.py", "mnist_data.py", "machinery"], project)  # no MNIST/
     (tmp_path / "data").mkdir()
-    result = subprocess.run([sys.executable, "main.py", "--data_url", str(tmp_path / "data")],
+    result = subprocess.run([sys.executable, "main.py", "infer", "--data_url", str(tmp_path / "data")],
                             cwd=project, capture_output=True, text=True, timeout=300,
                             env=dict(os.environ, MNIST_MIRRORS=dead_mirror))
     assert result.returncode == 1, result.stderr
