@@ -146,3 +146,21 @@ def test_a_gpu_without_cuda_11_is_named_when_the_best_device_is_picked(capsys, m
     out = capsys.readouterr().out
     assert out.startswith("Not using the GPU: MindSpore 2.10.0 on GPU needs the NVIDIA driver, CUDA 11.6")
     assert "libcuda.so.1" not in out and "libcudnn.so.8 (cuDNN 8)" in out
+
+
+@pytest.mark.parametrize("argv, env, code, line", [
+    (["--help"], {}, 0, "usage: main.py"),
+    (["train", "--num_epochs", "0"], {}, 2, "error: argument --num_epochs: must be a positive integer, got 0"),
+    (["train"], {"DEVICE_ID": "x"}, 1, "error: the environment variable DEVICE_ID must be 0 or a positive integer, "
+                                       "got 'x'"),
+])
+def test_help_and_bad_input_answer_before_mindspore_loads(tmp_path, argv, env, code, line):
+    """With the no-MindSpore stand-in first on the path, any import of MindSpore would fail: these
+    answers come before it, so at once, and with no MindSpore warning before our line."""
+    standin = ROOT / "tests" / "no_mindspore_standin"
+    result = subprocess.run([sys.executable, "-W", "default", str(ROOT / "main.py"), *argv], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60,
+                            env={**os.environ, **env, "PYTHONPATH": str(standin)})
+    assert result.returncode == code, result.stderr
+    assert (result.stdout if code == 0 else result.stderr).splitlines()[0].startswith(line), result
+    assert code == 0 or len(result.stderr.splitlines()) == 1
