@@ -44,13 +44,7 @@ class UsageError(Exception):
 
 def missing_cuda_libraries(load=ctypes.CDLL):
     """The libraries of CUDA_LIBRARIES that the dynamic loader cannot find, as 'name (what)'."""
-    missing = []
-    for name, what in CUDA_LIBRARIES.items():
-        try:
-            load(name)
-        except OSError:
-            missing.append(f"{name} ({what})")
-    return missing
+    return [f"{name} ({what})" for name, what in CUDA_LIBRARIES.items() if not load_ok(load, name)]
 
 
 def best_available():
