@@ -1,9 +1,11 @@
 """Shared fixtures: tiny IDX files, and a scratch copy of the project to run the script in."""
+import os
 import shutil
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -108,27 +110,84 @@ def run_script(cwd, *args, timeout=900):
 def find_python(version):
     """The pyenv interpreter of `version`, or None."""
     import glob
-    import os
     root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
     found = sorted(glob.glob(f"{root}/versions/{version}.*/bin/python{version}"))
     return found[-1] if found else None
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: the MindSpore x Python matrix (test_versions_matrix.py); "
-                                       "-m 'not slow' leaves it out")
+    if not hasattr(config, "workerinput"):  # the one process, or xdist's controller: its workers inherit it
+        os.environ["TUTORIAL_VERSION_MATRIX_RESULTS"] = tempfile.mkdtemp(prefix="mindspore-versions-")
+    else:
+        pin_to_one_core(int(config.workerinput["workerid"][2:]))
 
 
-@pytest.hookimpl(trylast=True)  # after -k and -m have deselected
+def pin_to_one_core(index):
+    """Keep the calling thread, and every process it starts from now on, on one core: the index-th,
+    round the cores this process may use. pytest-xdist's workers (pyproject.toml) and the version
+    matrix's threads each keep to one, because MindSpore's CPU runtime spins (sched_yield) while it
+    waits: a training run sharing 2 cores with another busy process took 3 times the CPU it takes
+    alone, while two runs pinned to one core took no more than each alone (docs/development.md#ci)."""
+    if hasattr(os, "sched_setaffinity"):  # Linux
+        cores = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cores[index % len(cores)]})
+
+
+def start_version_matrix(nodeids):
+    """The version matrix builds its environments and runs its cells in the background from here on, in
+    this one process, beside the other tests; its tests, which run last, wait for what the cells did
+    (test_versions_matrix.py)."""
+    selected = {nodeid.split("[")[1].split("]")[0] if "[" in nodeid else "cross" for nodeid in nodeids
+                if "test_versions_matrix.py::" in nodeid}
+    if selected:
+        import test_versions_matrix
+        test_versions_matrix.start(selected)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(session, config, items):
-    """The version matrix builds its environments and runs its cells in the background from here on,
-    overlapping the other tests, at the lowest priority; its tests, collected last, wait for them."""
-    selected = [item for item in items if item.module.__name__ == "test_versions_matrix"]
-    if selected and not config.option.collectonly:
-        selected[0].module.start({item.callspec.id if hasattr(item, "callspec") else "cross" for item in selected})
+    """For pytest-xdist's workers (`--dist loadgroup`, pyproject.toml): the tests of a module with a
+    module-scoped fixture (a training run its tests share) go to one worker, so that the run happens
+    once; the slow tests go first, so that the quick ones fill the end; the version matrix's tests,
+    which only wait for its cells, go last."""
+    for item in items:
+        if any(defs[-1].scope == "module" for defs in item._fixtureinfo.name2fixturedefs.values()):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+    def order(item):
+        if item.module.__name__ == "test_versions_matrix":
+            return 3
+        return 0 if item.name in LONGEST else 1 if item.get_closest_marker("slow") else 2
+    items.sort(key=order)
+
+
+# The tests that take longest (the whole tutorial on all of MNIST, the notebook twice, the browser,
+# msrun), first: started last, one of them would leave the other workers idle at the end.
+LONGEST = {"test_full_tutorial_reaches_the_accuracy_floors", "test_notebook_runs_in_a_jupyter_kernel_twice_then_the_"
+           "readme_commands_work", "test_notebook_runs_in_jupyterlab", "test_interrupted_runs_continue_bit_for_bit"}
+
+
+@pytest.hookimpl(trylast=True, specname="pytest_collection_modifyitems")  # after -k and -m deselect
+def start_version_matrix_after_collecting(session, config, items):
+    if not hasattr(config, "workerinput") and not config.option.collectonly:
+        start_version_matrix([item.nodeid for item in items])
+
+
+STARTED = []  # the worker whose collection started the version matrix, under pytest-xdist
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids):
+    """Under pytest-xdist, the controller starts the version matrix when the first worker has collected."""
+    if not STARTED:
+        STARTED.append(node)
+        start_version_matrix(ids)
 
 
 def pytest_sessionfinish(session, exitstatus):
+    if hasattr(session.config, "workerinput"):
+        return
     matrix = sys.modules.get("test_versions_matrix")
     if matrix:
         matrix.stop()
+    shutil.rmtree(os.environ["TUTORIAL_VERSION_MATRIX_RESULTS"], ignore_errors=True)

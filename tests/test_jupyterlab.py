@@ -32,7 +32,7 @@ sync_api = pytest.importorskip(
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ARTIFACTS = ROOT / "test-artifacts" / "jupyterlab"
-STEPS_PER_EPOCH = 50  # the kernel inherits TUTORIAL_STEPS_PER_EPOCH from the server
+STEPS_PER_EPOCH = 10  # the kernel inherits TUTORIAL_STEPS_PER_EPOCH from the server
 RUN_TIMEOUT_S = 15 * 60
 
 # JupyterLab user settings: no news or update checks (network); every cell attached to the page,
