@@ -157,14 +157,16 @@ def pytest_collection_modifyitems(session, config, items):
     def order(item):
         if item.module.__name__ == "test_versions_matrix":
             return 3
-        return 0 if item.name in LONGEST else 1 if item.get_closest_marker("slow") else 2
+        longest = item.name in LONGEST or item.module.__name__ in LONGEST
+        return 0 if longest else 1 if item.get_closest_marker("slow") else 2
     items.sort(key=order)
 
 
-# The tests that take longest (the whole tutorial on all of MNIST, the notebook twice, the browser,
-# msrun), first: started last, one of them would leave the other workers idle at the end.
-LONGEST = {"test_full_tutorial_reaches_the_accuracy_floors", "test_notebook_runs_in_a_jupyter_kernel_twice_then_the_"
-           "readme_commands_work", "test_notebook_runs_in_jupyterlab", "test_interrupted_runs_continue_bit_for_bit"}
+# What takes longest, measured, first: started last, one of them would leave the other workers idle at
+# the end. Modules whose tests share a run go to one worker whole (msrun's take 6 minutes on a shared core).
+LONGEST = {"test_distributed", "test_edge_cases", "test_third_hunt", "test_full_tutorial_reaches_the_accuracy_floors",
+           "test_notebook_runs_in_a_jupyter_kernel_twice_then_the_readme_commands_work",
+           "test_notebook_runs_in_jupyterlab", "test_interrupted_runs_continue_bit_for_bit"}
 
 
 @pytest.hookimpl(trylast=True, specname="pytest_collection_modifyitems")  # after -k and -m deselect

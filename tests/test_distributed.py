@@ -156,6 +156,8 @@ def test_a_second_msrun_is_refused_but_the_workers_of_one_are_not(tmp_path, smal
             assert first.poll() is None, first.communicate()[0]
             assert time.monotonic() < deadline
             time.sleep(0.01)
+        for pid in [first.pid, *descendants(first.pid)]:  # paused, it holds its folder without using a core
+            os.kill(pid, signal.SIGSTOP)
         second = start_msrun(tmp_path, "logs_2", *args)
         second.communicate(timeout=300)
         assert second.returncode != 0
