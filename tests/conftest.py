@@ -14,6 +14,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 PROJECT_FILES = ["main.py", "main.ipynb", "mnist_data.py", "machinery"]
+# The environment variable naming the version matrix's folder: made in the one process (or xdist's
+# controller) that runs its cells, inherited by the workers whose tests read the cells' results there.
+MATRIX_FOLDER = "TUTORIAL_VERSION_MATRIX_RESULTS"
 
 
 def copy_project_files(names, target):
@@ -117,7 +120,7 @@ def find_python(version):
 
 def pytest_configure(config):
     if not hasattr(config, "workerinput"):  # the one process, or xdist's controller: its workers inherit it
-        os.environ["TUTORIAL_VERSION_MATRIX_RESULTS"] = tempfile.mkdtemp(prefix="mindspore-versions-")
+        os.environ[MATRIX_FOLDER] = tempfile.mkdtemp(prefix="mindspore-versions-")
     else:
         pin_to_one_core(int(config.workerinput["workerid"][2:]))
 
@@ -148,8 +151,8 @@ def start_version_matrix(nodeids):
 def pytest_collection_modifyitems(session, config, items):
     """For pytest-xdist's workers (`--dist loadgroup`, pyproject.toml): the tests of a module with a
     module-scoped fixture (a training run its tests share) go to one worker, so that the run happens
-    once; the slow tests go first, so that the quick ones fill the end; the version matrix's tests,
-    which only wait for its cells, go last."""
+    once; the longest (LONGEST) go first, then the other slow ones, so that the quick ones fill the end;
+    the version matrix's tests, which only wait for its cells, go last."""
     for item in items:
         if any(defs[-1].scope == "module" for defs in item._fixtureinfo.name2fixturedefs.values()):
             item.add_marker(pytest.mark.xdist_group(item.module.__name__))
@@ -192,4 +195,4 @@ def pytest_sessionfinish(session, exitstatus):
     matrix = sys.modules.get("test_versions_matrix")
     if matrix:
         matrix.stop()
-    shutil.rmtree(os.environ["TUTORIAL_VERSION_MATRIX_RESULTS"], ignore_errors=True)
+    shutil.rmtree(os.environ[MATRIX_FOLDER], ignore_errors=True)

@@ -33,7 +33,7 @@ stopped runs that 2.7.0 continues: the other test modules run all the rest on 2.
 
 Cost: the environments build, and the cells run, in the background from the moment the tests are
 collected, in one process (conftest.py: the one that collects, or pytest-xdist's controller), beside
-the other tests: one thread builds, two run the cells, each thread's processes on a core of its own.
+the other tests: one thread builds, two run the cells, each thread's processes pinned to one core.
 Each cell's results go to a JSON file; this module's tests, which run last in any worker, only wait
 for those files and check. One environment is built the way a user would (the oldest cell, with the
 README's two-line install, which 2.9.0 then shares); the others share one venv per Python, and each
@@ -57,7 +57,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from conftest import PROJECT_FILES, ROOT, copy_project_files, find_python, mnist_subset, pin_to_one_core
+from conftest import MATRIX_FOLDER, PROJECT_FILES, ROOT, copy_project_files, find_python, mnist_subset, pin_to_one_core
 
 pytestmark = pytest.mark.slow
 
@@ -120,10 +120,6 @@ RUNNERS = 2
 LOCK = threading.Lock()
 CROSS = {"done": threading.Event(), "results": {}, "error": ""}
 STATE = {"workdir": None, "processes": set(), "builds": {}, "stop": False}
-# The cells run in one process, the one that collects the tests, or xdist's controller (conftest.py); the
-# tests, in any worker, read what they did from a JSON file per cell in this folder, which conftest.py
-# makes and removes.
-RESULTS_FOLDER = "TUTORIAL_VERSION_MATRIX_RESULTS"
 BUILD_TIMEOUT_S = WAIT_TIMEOUT_S = 1800
 TRAIN = ["train", "--steps_per_epoch", "6", "--save_steps", "2", "--num_epochs", "2"]
 OUR_WARNING = re.compile(r"(main\.py|mnist_data\.py|machinery/\w+\.py|ipykernel_\d+/\d+\.py):\d+: \w*Warning")
@@ -364,7 +360,7 @@ def runner(queue, index):
 
 def publish(name, error, results):
     """Write what the cell `name` did where its test, in whichever process, reads it."""
-    path = Path(os.environ[RESULTS_FOLDER]) / f"{name}.json"
+    path = Path(os.environ[MATRIX_FOLDER]) / f"{name}.json"
     steps = {key: step.__dict__ if isinstance(step, Step) else str(step) for key, step in results.items()}
     builds = {key: step.__dict__ for key, step in STATE["builds"].items()}
     path.with_suffix(".part").write_text(json.dumps({"error": error, "results": steps, "builds": builds}))
@@ -373,7 +369,7 @@ def publish(name, error, results):
 
 def published(name):
     """(error, results, builds) of the cell `name`, once its JSON file is there."""
-    path = Path(os.environ[RESULTS_FOLDER]) / f"{name}.json"
+    path = Path(os.environ[MATRIX_FOLDER]) / f"{name}.json"
     deadline = time.monotonic() + BUILD_TIMEOUT_S + WAIT_TIMEOUT_S
     while not path.exists():
         assert time.monotonic() < deadline, f"{name}: still running"
@@ -392,7 +388,7 @@ def start(selected_names):
     cells = [cell for cell in cells if find_python(cell.python) or cell.build == "test venv"]
     if not cells:
         return
-    STATE["workdir"] = Path(os.environ[RESULTS_FOLDER])
+    STATE["workdir"] = Path(os.environ[MATRIX_FOLDER])
     mnist_subset(STATE["workdir"] / "mnist", 640, 320)
     to_build = [cell for cell in cells if cell.build != "test venv"]
     if any(cell.python == OLDEST.python for cell in to_build) and OLDEST not in to_build:
