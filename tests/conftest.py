@@ -1,4 +1,6 @@
 """Shared fixtures: tiny IDX files, and a scratch copy of the project to run the script in."""
+import fcntl
+import json
 import os
 import shutil
 import socket
@@ -6,6 +8,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +17,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 PROJECT_FILES = ["main.py", "main.ipynb", "mnist_data.py", "machinery"]
-# The environment variable naming the version matrix's folder: made in the one process (or xdist's
-# controller) that runs its cells, inherited by the workers whose tests read the cells' results there.
-MATRIX_FOLDER = "TUTORIAL_VERSION_MATRIX_RESULTS"
+# The environment variable naming the test session's shared folder: made in the one process (or xdist's
+# controller), inherited by the workers. It holds the version matrix's results and the cores' claims.
+SESSION_FOLDER = "TUTORIAL_TEST_SESSION_FOLDER"
+# The cores this session may use, read before any test pins itself to one.
+ALL_CORES = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
 
 
 def copy_project_files(names, target):
@@ -110,36 +115,62 @@ def run_script(cwd, *args, timeout=900):
     return subprocess.run(script_command(*args), cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
-def find_python(version):
-    """The pyenv interpreter of `version`, or None."""
-    import glob
-    root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
-    found = sorted(glob.glob(f"{root}/versions/{version}.*/bin/python{version}"))
-    return found[-1] if found else None
-
-
 def pytest_configure(config):
     if not hasattr(config, "workerinput"):  # the one process, or xdist's controller: its workers inherit it
-        os.environ[MATRIX_FOLDER] = tempfile.mkdtemp(prefix="mindspore-versions-")
-    else:
-        pin_to_one_core(int(config.workerinput["workerid"][2:]))
+        os.environ[SESSION_FOLDER] = tempfile.mkdtemp(prefix="tutorial-tests-")
 
 
-def pin_to_one_core(index):
-    """Keep the calling thread, and every process it starts from now on, on one core: the index-th,
-    round the cores this process may use. pytest-xdist's workers (pyproject.toml) and the version
-    matrix's threads each keep to one, because MindSpore's CPU runtime spins (sched_yield) while it
-    waits: a training run sharing 2 cores with another busy process took 3 times the CPU it takes
-    alone, while two runs pinned to one core took no more than each alone (docs/development.md#ci)."""
-    if hasattr(os, "sched_setaffinity"):  # Linux
-        cores = sorted(os.sched_getaffinity(0))
-        os.sched_setaffinity(0, {cores[index % len(cores)]})
+@contextmanager
+def on_least_busy_core(holder):
+    """Run the calling thread, and every process it starts meanwhile, on one core: the one that the
+    fewest others (pytest-xdist's workers, the version matrix's threads) hold right now. MindSpore's
+    CPU runtime spins (sched_yield) while it waits, so a training run sharing 2 cores with another
+    busy process took 3 times the CPU it takes alone, while two runs on one core took no more than
+    each alone (docs/development.md#tests). Cores are claimed afresh for every test, so that a long
+    test does not share its core with a busy neighbour for its whole length."""
+    if len(ALL_CORES) < 2:
+        yield
+        return
+    core = _claims(holder, claim=True)
+    os.sched_setaffinity(0, {core})
+    try:
+        yield
+    finally:
+        _claims(holder, claim=False)
+
+
+def _claims(holder, claim):
+    """Claim the least held core for `holder`, or drop its claim, in the session's shared claims file."""
+    folder = Path(os.environ[SESSION_FOLDER])
+    with open(folder / "cores.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        path = folder / "cores.json"
+        claims = json.loads(path.read_text()) if path.exists() else {}
+        claims.pop(holder, None)
+        core = None
+        if claim:
+            core = min(ALL_CORES, key=lambda c: sum(held_core == c for held_core in claims.values()))
+            claims[holder] = core
+        path.write_text(json.dumps(claims))
+        return core
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    with on_least_busy_core(os.environ.get("PYTEST_XDIST_WORKER", "main")):
+        yield
+
+
+STARTED = []  # whether this process has started the version matrix
 
 
 def start_version_matrix(nodeids):
     """The version matrix builds its environments and runs its cells in the background from here on, in
     this one process, beside the other tests; its tests, which run last, wait for what the cells did
-    (test_versions_matrix.py)."""
+    (test_versions_matrix.py). Once a session."""
+    if STARTED:
+        return
+    STARTED.append(True)
     selected = {nodeid.split("[")[1].split("]")[0] if "[" in nodeid else "cross" for nodeid in nodeids
                 if "test_versions_matrix.py::" in nodeid}
     if selected:
@@ -159,34 +190,33 @@ def pytest_collection_modifyitems(session, config, items):
 
     def order(item):
         if item.module.__name__ == "test_versions_matrix":
-            return 3
-        longest = item.name in LONGEST or item.module.__name__ in LONGEST
-        return 0 if longest else 1 if item.get_closest_marker("slow") else 2
+            return 3, 0
+        for rank, name in enumerate(LONGEST):
+            if name in (item.name, item.module.__name__):
+                return 0, rank
+        return (1 if item.get_closest_marker("slow") else 2), 0
     items.sort(key=order)
 
 
-# What takes longest, measured, first: started last, one of them would leave the other workers idle at
-# the end. Modules whose tests share a run go to one worker whole (msrun's take 6 minutes on a shared core).
-LONGEST = {"test_distributed", "test_edge_cases", "test_third_hunt", "test_full_tutorial_reaches_the_accuracy_floors",
-           "test_notebook_runs_in_a_jupyter_kernel_twice_then_the_readme_commands_work",
-           "test_notebook_runs_in_jupyterlab", "test_interrupted_runs_continue_bit_for_bit"}
+# What takes longest, measured (CPU seconds of a whole run, 2026-12-02), first, longest first: started
+# late, one of them would leave the other workers idle at the end. The whole tutorial (116 s) is one
+# process that nothing can share; the modules whose tests share a run go to one worker whole.
+LONGEST = ("test_full_tutorial_reaches_the_accuracy_floors_then_the_readme_steps_work", "test_edge_cases",
+           "test_distributed", "test_notebook_runs_in_a_jupyter_kernel_twice_then_the_readme_commands_work",
+           "test_third_hunt", "test_interrupted_runs_continue_bit_for_bit", "test_notebook_runs_in_jupyterlab")
 
 
-@pytest.hookimpl(trylast=True, specname="pytest_collection_modifyitems")  # after -k and -m deselect
-def start_version_matrix_after_collecting(session, config, items):
-    if not hasattr(config, "workerinput") and not config.option.collectonly:
-        start_version_matrix([item.nodeid for item in items])
-
-
-STARTED = []  # the worker whose collection started the version matrix, under pytest-xdist
+def pytest_collection_finish(session):
+    """Without pytest-xdist, the one process starts the version matrix once it has collected (after -k
+    and -m deselect)."""
+    if not hasattr(session.config, "workerinput") and not session.config.option.collectonly:
+        start_version_matrix([item.nodeid for item in session.items])
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_node_collection_finished(node, ids):
     """Under pytest-xdist, the controller starts the version matrix when the first worker has collected."""
-    if not STARTED:
-        STARTED.append(node)
-        start_version_matrix(ids)
+    start_version_matrix(ids)
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -195,4 +225,4 @@ def pytest_sessionfinish(session, exitstatus):
     matrix = sys.modules.get("test_versions_matrix")
     if matrix:
         matrix.stop()
-    shutil.rmtree(os.environ[MATRIX_FOLDER], ignore_errors=True)
+    shutil.rmtree(os.environ[SESSION_FOLDER], ignore_errors=True)

@@ -11,7 +11,7 @@ import pytest
 from nbclient import NotebookClient
 
 from conftest import ROOT, mnist_subset
-from test_sequence import the_readme_commands
+from test_script import the_readme_commands
 
 COMMITTED = nbformat.read(ROOT / "main.ipynb", as_version=4)
 # The calls the tutorial teaches, each in one of its own cells (not hidden in a helper module).

@@ -33,13 +33,14 @@ stopped runs that 2.7.0 continues: the other test modules run all the rest on 2.
 
 Cost: the environments build, and the cells run, in the background from the moment the tests are
 collected, in one process (conftest.py: the one that collects, or pytest-xdist's controller), beside
-the other tests: one thread builds, two run the cells, each thread's processes pinned to one core.
+the other tests: one thread builds, two run the cells, each process on the least busy core.
 Each cell's results go to a JSON file; this module's tests, which run last in any worker, only wait
 for those files and check. One environment is built the way a user would (the oldest cell, with the
-README's two-line install, which 2.9.0 then shares); the others share one venv per Python, and each
-release is unpacked with --no-deps into a folder of its own, put first on PYTHONPATH. (Not
---no-compile: where PYTHONDONTWRITEBYTECODE is set, every process would then compile MindSpore's
-modules again, some 5 s of CPU each.) Every step records its wall and CPU time; `pytest -s` prints
+README's two-line install, which 2.9.0 then shares; .ci/run builds it beforehand, while it installs
+the test venv, and the matrix waits for it: version_matrix/readme_venv.py); the others share one
+venv per Python, and each release is unpacked with --no-deps into a folder of its own, put first on
+PYTHONPATH. (Not --no-compile: where PYTHONDONTWRITEBYTECODE is set, every process would then
+compile MindSpore's modules again, some 5 s of CPU each.) Every step records its wall and CPU time; `pytest -s` prints
 them."""
 import json
 import os
@@ -57,13 +58,12 @@ import nbformat
 import numpy as np
 import pytest
 
-from conftest import MATRIX_FOLDER, PROJECT_FILES, ROOT, copy_project_files, find_python, mnist_subset, pin_to_one_core
+from conftest import PROJECT_FILES, ROOT, SESSION_FOLDER, copy_project_files, mnist_subset, on_least_busy_core
+from version_matrix import readme_venv
+from version_matrix.readme_venv import find_python
 
 pytestmark = pytest.mark.slow
 
-# The README's way of installing the tutorial beside a MindSpore of one's choice, as written.
-README_OTHER_MINDSPORE = ("pip install mindspore=={version} -c constraints.txt",
-                          "pip install -r requirements-without-mindspore.txt -c constraints.txt")
 # What the shared venvs hold: MindSpore's own requirements (installed with --no-deps), NumPy 1.x,
 # which MindSpore 2.7 to 2.9 require, and what the tests run.
 BASE_PACKAGES = ["numpy<2", "protobuf>=3.13", "asttokens", "pillow", "scipy", "packaging", "psutil", "astunparse",
@@ -75,8 +75,8 @@ BASE_PACKAGES = ["numpy<2", "protobuf>=3.13", "asttokens", "pillow", "scipy", "p
 class Cell:
     mindspore: str
     python: str
-    build: str  # "readme": a venv built with README_OTHER_MINDSPORE; "target:<python>": unpacked onto a
-    #             shared venv; "test venv": the interpreter running the tests
+    build: str  # "readme": a venv built with the README's lines (version_matrix/readme_venv.py);
+    #             "target": unpacked onto a shared venv; "test venv": the interpreter running the tests
     ckpt_format: str = "ckpt"  # of its train runs
     ci: bool = False  # whether CI's matrix runs it
     results: dict = field(default_factory=dict)
@@ -99,7 +99,7 @@ LEVEL = os.environ.get("TUTORIAL_VERSION_MATRIX", "")
 if LEVEL not in ("", "all"):
     raise ValueError(f"TUTORIAL_VERSION_MATRIX={LEVEL!r}: leave it unset (CI's matrix) or set it to 'all'")
 NOT_IN_CI = "not in CI's budget; TUTORIAL_VERSION_MATRIX=all runs it"
-OLDEST = Cell("2.7.0", "3.9", "readme", ci=True)
+OLDEST = Cell(readme_venv.OLDEST, readme_venv.OLDEST_PYTHON, "readme", ci=True)
 NEWEST = Cell("2.10.0", f"{sys.version_info.major}.{sys.version_info.minor}", "test venv", "safetensors",
               ci=True)
 CELLS = [
@@ -153,7 +153,7 @@ def run(argv, cwd, env=None, log=None, stop_when=None, timeout=900):
     With `stop_when`, send SIGTERM as soon as stop_when() is true."""
     cwd = Path(cwd)
     log = Path(log or cwd / f"step-{time.monotonic_ns()}")
-    with open(f"{log}.out", "w") as out, open(f"{log}.err", "w") as err:
+    with open(f"{log}.out", "w") as out, open(f"{log}.err", "w") as err, on_this_threads_core():
         start = time.monotonic()
         process = subprocess.Popen([*map(str, argv)], cwd=cwd, env=env, stdout=out,
                                    stderr=err, start_new_session=True)
@@ -177,15 +177,21 @@ def build_folder(name):
     return STATE["workdir"] / "builds" / name
 
 
+def readme_folder(cell):
+    """Where the venv of a cell built with the README's lines is: in the folder that .ci/run built it
+    in beforehand, where it did (readme_venv.py), or built here."""
+    prebuilt = Path(os.environ.get(readme_venv.PREBUILT) or "/nonexistent") / f"readme-{cell.mindspore}"
+    return prebuilt if prebuilt.is_dir() else build_folder(f"readme-{cell.mindspore}")
+
+
 def interpreter(cell):
     """(python, extra PYTHONPATH) of the cell's environment once built."""
     if cell.build == "test venv":
         return sys.executable, None
     if cell.build == "readme":
-        return build_folder(f"readme-{cell.mindspore}") / ".venv" / "bin" / "python", None
-    base = OLDEST if cell.python == OLDEST.python else None
-    python = (build_folder(f"readme-{base.mindspore}") / ".venv" if base else build_folder(f"base-{cell.python}")
-              / ".venv") / "bin" / "python"
+        return readme_folder(cell) / ".venv" / "bin" / "python", None
+    python = (readme_folder(OLDEST) if cell.python == OLDEST.python else build_folder(f"base-{cell.python}")) \
+        / ".venv" / "bin" / "python"
     return python, build_folder(f"mindspore-{cell.mindspore}-py{cell.python}")
 
 
@@ -193,7 +199,7 @@ def timed_shell(command, cwd, name):
     """Run a shell command; record its wall and CPU time under `name`."""
     cwd.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
-    with open(cwd / "build.log", "a") as log:
+    with open(cwd / "build.log", "a") as log, on_this_threads_core():
         process = subprocess.Popen(["bash", "-c", command], cwd=cwd, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)
         STATE["processes"].add(process)
@@ -206,17 +212,28 @@ def timed_shell(command, cwd, name):
         raise RuntimeError(f"{name} failed ({process.returncode}): {(cwd / 'build.log').read_text()[-3000:]}")
 
 
+def wait_for_prebuilt(folder, name):
+    """Wait for the venv that readme_venv.py builds in `folder`; record its times under `name`."""
+    deadline = time.monotonic() + BUILD_TIMEOUT_S
+    while not (folder / "result.json").exists():
+        if time.monotonic() > deadline or STATE["stop"]:
+            raise RuntimeError(f"{name}: not built within {BUILD_TIMEOUT_S} s")
+        time.sleep(1)
+    STATE["builds"][name] = step = Step(**json.loads((folder / "result.json").read_text()))
+    if step.returncode:
+        raise RuntimeError(f"{name} failed ({step.returncode}): {(folder / 'build.log').read_text()[-3000:]}")
+
+
 def build(cell):
     """Build `cell`'s environment (and the shared venv it needs, once)."""
     if cell.build == "test venv":
         return
     if cell.build == "readme":
-        folder = build_folder(f"readme-{cell.mindspore}")
-        folder.mkdir(parents=True)
-        for name in ("constraints.txt", "requirements-without-mindspore.txt"):
-            shutil.copy2(ROOT / name, folder / name)
-        lines = " && ".join(".venv/bin/" + line.format(version=cell.mindspore) for line in README_OTHER_MINDSPORE)
-        timed_shell(f"{find_python(cell.python)} -m venv .venv && {lines}", folder, f"venv {cell.name} (README)")
+        folder = readme_folder(cell)
+        if folder != build_folder(f"readme-{cell.mindspore}"):  # built by .ci/run meanwhile: wait for it
+            wait_for_prebuilt(folder, f"venv {cell.name} (README, built by .ci/run)")
+        else:
+            timed_shell(readme_venv.prepare(folder, cell.mindspore, cell.python), folder, f"venv {cell.name} (README)")
         return
     python, target = interpreter(cell)
     if not python.exists():
@@ -315,8 +332,12 @@ def run_cross_versions():
                 CROSS["results"][key + (command,)] = script(user, project, *commands[command], *data, log=command)
 
 
+def on_this_threads_core():
+    """The least busy core, for one process of this thread (conftest.on_least_busy_core)."""
+    return on_least_busy_core(f"matrix-{threading.current_thread().name}")
+
+
 def builder(cells):
-    pin_to_one_core(RUNNERS)
     for cell in cells:
         if STATE["stop"]:
             return
@@ -327,10 +348,9 @@ def builder(cells):
         cell.build_done.set()
 
 
-def runner(queue, index):
+def runner(queue):
     """Run the cells of `queue` (shared with the other runner) as their builds finish; the
     cross-version checks as soon as OLDEST and NEWEST have both run."""
-    pin_to_one_core(index)
     while True:
         with LOCK:
             if not queue:
@@ -360,7 +380,7 @@ def runner(queue, index):
 
 def publish(name, error, results):
     """Write what the cell `name` did where its test, in whichever process, reads it."""
-    path = Path(os.environ[MATRIX_FOLDER]) / f"{name}.json"
+    path = Path(os.environ[SESSION_FOLDER]) / f"{name}.json"
     steps = {key: step.__dict__ if isinstance(step, Step) else str(step) for key, step in results.items()}
     builds = {key: step.__dict__ for key, step in STATE["builds"].items()}
     path.with_suffix(".part").write_text(json.dumps({"error": error, "results": steps, "builds": builds}))
@@ -369,7 +389,7 @@ def publish(name, error, results):
 
 def published(name):
     """(error, results, builds) of the cell `name`, once its JSON file is there."""
-    path = Path(os.environ[MATRIX_FOLDER]) / f"{name}.json"
+    path = Path(os.environ[SESSION_FOLDER]) / f"{name}.json"
     deadline = time.monotonic() + BUILD_TIMEOUT_S + WAIT_TIMEOUT_S
     while not path.exists():
         assert time.monotonic() < deadline, f"{name}: still running"
@@ -388,7 +408,7 @@ def start(selected_names):
     cells = [cell for cell in cells if find_python(cell.python) or cell.build == "test venv"]
     if not cells:
         return
-    STATE["workdir"] = Path(os.environ[MATRIX_FOLDER])
+    STATE["workdir"] = Path(os.environ[SESSION_FOLDER])
     mnist_subset(STATE["workdir"] / "mnist", 640, 320)
     to_build = [cell for cell in cells if cell.build != "test venv"]
     if any(cell.python == OLDEST.python for cell in to_build) and OLDEST not in to_build:
@@ -399,8 +419,8 @@ def start(selected_names):
             cell.build_done.set()
     threading.Thread(target=builder, args=(to_build,), daemon=True).start()
     queue = sorted(cells, key=lambda cell: -1 if cell.build == "test venv" else BUILD_ORDER.index(cell.name))
-    for index in range(RUNNERS):
-        threading.Thread(target=runner, args=(queue, index), daemon=True).start()
+    for _ in range(RUNNERS):
+        threading.Thread(target=runner, args=(queue,), daemon=True).start()
 
 
 def stop():

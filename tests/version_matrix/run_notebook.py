@@ -1,4 +1,4 @@
-"""Run by a MindSpore version's venv in the version matrix (test_mindspore_versions.py): execute a
+"""Run by a MindSpore version's venv in the version matrix (test_versions_matrix.py): execute a
 notebook in a Jupyter kernel of this Python, in the notebook's folder, and write it back executed.
 
 usage: python run_notebook.py NOTEBOOK"""
