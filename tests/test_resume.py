@@ -56,11 +56,16 @@ def interrupt(cwd, args, ckpt_dir, sig, name, mid_save=False):
 
     process = subprocess.Popen(script_command(*args), cwd=cwd, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
+    target, written_before = ckpt_dir / name, before.get(name)
     try:
         deadline = time.monotonic() + 120
         while True:
-            now = listing()
-            if new(name) and (not mid_save or any(new(f) for f in now if f.startswith(".saving-"))):
+            try:  # one stat while waiting for `name`, rather than a listing: the run shares this core
+                written = target.stat().st_mtime_ns != written_before
+            except FileNotFoundError:
+                written = False
+            now = listing() if written and mid_save else {}
+            if written and (not mid_save or any(new(f) for f in now if f.startswith(".saving-"))):
                 break
             assert process.poll() is None, f"training ended before {name}: {process.communicate()}"
             assert time.monotonic() < deadline, f"{name} never came"
