@@ -40,8 +40,8 @@ README's two-line install, which 2.9.0 then shares; .ci/run builds it beforehand
 the test venv, and the matrix waits for it: version_matrix/readme_venv.py); the others share one
 venv per Python, and each release is unpacked with --no-deps into a folder of its own, put first on
 PYTHONPATH. (Not --no-compile: where PYTHONDONTWRITEBYTECODE is set, every process would then
-compile MindSpore's modules again, some 5 s of CPU each.) Every step records its wall and CPU time; `pytest -s` prints
-them."""
+compile MindSpore's modules again, some 5 s of CPU each.) Every step records its wall and CPU time;
+`pytest -s` prints them."""
 import json
 import os
 import re
@@ -209,7 +209,11 @@ def timed_shell(command, cwd, name):
             STATE["processes"].discard(process)
     STATE["builds"][name] = Step(process.returncode, command, "", time.monotonic() - start, cpu)
     if process.returncode:
-        raise RuntimeError(f"{name} failed ({process.returncode}): {(cwd / 'build.log').read_text()[-3000:]}")
+        raise build_failed(name, process.returncode, cwd)
+
+
+def build_failed(name, returncode, folder):
+    return RuntimeError(f"{name} failed ({returncode}): {(folder / 'build.log').read_text()[-3000:]}")
 
 
 def wait_for_prebuilt(folder, name):
@@ -221,7 +225,7 @@ def wait_for_prebuilt(folder, name):
         time.sleep(1)
     STATE["builds"][name] = step = Step(**json.loads((folder / "result.json").read_text()))
     if step.returncode:
-        raise RuntimeError(f"{name} failed ({step.returncode}): {(folder / 'build.log').read_text()[-3000:]}")
+        raise build_failed(name, step.returncode, folder)
 
 
 def build(cell):
