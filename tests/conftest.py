@@ -202,8 +202,8 @@ def pytest_collection_modifyitems(session, config, items):
 # late, one of them would leave the other workers idle at the end. The whole tutorial (116 s) is one
 # process that nothing can share; the modules whose tests share a run go to one worker whole.
 LONGEST = ("test_full_tutorial_reaches_the_accuracy_floors_then_the_readme_steps_work", "test_edge_cases",
-           "test_distributed", "test_notebook_runs_in_a_jupyter_kernel_twice_then_the_readme_commands_work",
-           "test_third_hunt", "test_interrupted_runs_continue_bit_for_bit", "test_notebook_runs_in_jupyterlab")
+           "test_notebook_runs_twice_in_jupyterlab_then_the_readme_commands_work", "test_distributed",
+           "test_third_hunt", "test_interrupted_runs_continue_bit_for_bit")
 
 
 def pytest_collection_finish(session):

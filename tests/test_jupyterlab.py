@@ -1,4 +1,5 @@
-"""main.ipynb run top to bottom through JupyterLab's own UI, in headless Chromium.
+"""main.ipynb run top to bottom through JupyterLab's own UI, in headless Chromium: Run All twice in
+one kernel, then the README's steps in the same folders.
 
 Screenshots, the server's log and the executed notebook are kept in test-artifacts/jupyterlab/.
 """
@@ -18,13 +19,16 @@ import nbformat
 import pytest
 
 from conftest import ROOT, free_port
+from test_notebook import assert_the_whole_notebook_ran_twice
+from test_script import the_readme_commands
 
 pytestmark = pytest.mark.slow  # every test here runs MindSpore for seconds or more
 
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
-    pytest.skip(f"needs Chromium at {CHROMIUM}: apt-get install chromium", allow_module_level=True)
+    pytest.skip(f"the whole notebook runs here only, and needs Chromium at {CHROMIUM}: apt-get install chromium",
+                allow_module_level=True)
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="needs Playwright: pip install -r requirements-test.txt")
 
@@ -32,7 +36,7 @@ sync_api = pytest.importorskip(
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ARTIFACTS = ROOT / "test-artifacts" / "jupyterlab"
-STEPS_PER_EPOCH = 10  # the kernel inherits TUTORIAL_STEPS_PER_EPOCH from the server
+STEPS_PER_EPOCH = 20  # the kernel inherits TUTORIAL_STEPS_PER_EPOCH from the server
 RUN_TIMEOUT_S = 15 * 60
 
 # JupyterLab user settings: no news or update checks (network); every cell attached to the page,
@@ -53,9 +57,11 @@ PROMPTS = f"{NOTEBOOK} .jp-CodeCell .jp-InputArea-prompt"
 # says idle before there is a kernel, and Run All then asks which kernel to start, or does nothing.
 KERNEL_READY = """() => [...document.querySelectorAll('.jp-StatusBar-TextItem')]
     .some(item => /^(?!No Kernel).+ \\| Idle$/.test(item.textContent.trim()))"""
-# Prompts are empty before the run (the outputs were cleared), [*] while queued or running.
+# Prompts are empty before the run (the outputs were cleared), [*] while queued or running; the
+# first cell's prompt leaves [1] when the second run reaches it.
 RUN_STARTED = """() => [...document.querySelectorAll('%s')]
     .some(prompt => prompt.textContent.trim() !== '[ ]:')""" % PROMPTS
+SECOND_RUN_STARTED = """() => document.querySelector('%s').textContent.trim() !== '[1]:'""" % PROMPTS
 # Finished: the kernel idle and nothing queued; a cell that fails leaves the cells after it empty.
 RUN_FINISHED = """() => {
     const prompts = [...document.querySelectorAll('%s')].map(prompt => prompt.textContent.trim());
@@ -174,11 +180,21 @@ def menu(page, title, command):
     page.locator(f'.lm-Menu-item[data-command="{command}"]').click()
 
 
-def save_notebook(page, path):
-    """Save the notebook from the page, and keep a copy of the file."""
+def save_notebook(page, path, name):
+    """Save the notebook from the page, keep a copy of the file as `name`, and return it read."""
     menu(page, "File", "docmanager:save")
     page.locator(".lm-TabBar-tab.jp-mod-dirty").wait_for(state="detached")
-    shutil.copy(path, artifact("main.ipynb"))
+    shutil.copy(path, artifact(name))
+    return nbformat.read(path, as_version=4)
+
+
+def run_all(page, started):
+    """Run → Run All Cells; wait until the run has begun (`started`, a page function) and ended."""
+    begun = time.monotonic()
+    menu(page, "Run", "runmenu:run-all")
+    page.wait_for_function(started, timeout=60_000)
+    page.wait_for_function(RUN_FINISHED, timeout=RUN_TIMEOUT_S * 1000, polling=2000)
+    print(f"Run All took {time.monotonic() - begun:.0f} s")
 
 
 def prediction_figure(page):
@@ -212,24 +228,23 @@ def keep_screenshots(page):
     print("Screenshots:", artifact("prediction.png"), artifact("notebook.png"))
 
 
-def test_notebook_runs_in_jupyterlab(jupyterlab, notebook_dir, page):
+def test_notebook_runs_twice_in_jupyterlab_then_the_readme_commands_work(jupyterlab, notebook_dir, page):
     url, token = jupyterlab
     page.goto(f"{url}lab/tree/main.ipynb?token={token}")
     page.wait_for_function(KERNEL_READY, timeout=180_000)
-    started = time.monotonic()
-    menu(page, "Run", "runmenu:run-all")
     try:
-        page.wait_for_function(RUN_STARTED, timeout=60_000)
-        page.wait_for_function(RUN_FINISHED, timeout=RUN_TIMEOUT_S * 1000, polling=2000)
-        print(f"Run All took {time.monotonic() - started:.0f} s")
-        save_notebook(page, notebook_dir / "main.ipynb")
+        run_all(page, RUN_STARTED)
+        first = save_notebook(page, notebook_dir / "main.ipynb", "main-first-run.ipynb")
+        run_all(page, SECOND_RUN_STARTED)
+        second = save_notebook(page, notebook_dir / "main.ipynb", "main.ipynb")
     finally:
         keep_screenshots(page)
 
     tracebacks = [text for text in page.locator(STDERR).all_inner_texts() if "Traceback" in text]
     assert not tracebacks, tracebacks[0]
     prompts = [prompt.strip() for prompt in page.locator(PROMPTS).all_inner_texts()]
-    assert prompts == [f"[{n}]:" for n in range(1, len(prompts) + 1)], "every cell run once, in order"
+    cells = len(prompts)
+    assert prompts == [f"[{n}]:" for n in range(cells + 1, 2 * cells + 1)], "every cell run twice, in order"
     stdout = "\n".join(page.locator(STDOUT).all_inner_texts())
     assert re.search(r"Eval result: epoch 2, metrics: .*'acc': 0\.\d+", stdout), stdout
     assert "Checkpoints after first training:" in stdout and "Checkpoints after resuming training:" in stdout
@@ -246,3 +261,6 @@ def test_notebook_runs_in_jupyterlab(jupyterlab, notebook_dir, page):
     for figure in page.locator(FIGURES).all():
         assert figure.get_attribute("src").startswith("data:image/png;base64,")
         assert figure.evaluate("img => img.complete && img.naturalWidth > 0 && img.naturalHeight > 0")
+    assert_the_whole_notebook_ran_twice(first, second)
+    # issue 11: after the notebook, the README's commands work in the same folders
+    the_readme_commands(notebook_dir, [])

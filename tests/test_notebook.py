@@ -1,5 +1,6 @@
-"""main.ipynb: in sync with main.py, a readable lesson with clean committed outputs, and running
-top to bottom in a real Jupyter kernel, twice in the same kernel."""
+"""main.ipynb: in sync with main.py, a readable lesson with clean committed outputs, and its
+tutorial's cells running alone in a real Jupyter kernel, twice. The whole notebook runs twice in
+one kernel through JupyterLab (test_jupyterlab.py), with the checks here."""
 import ast
 import copy
 import re
@@ -11,7 +12,6 @@ import pytest
 from nbclient import NotebookClient
 
 from conftest import ROOT, mnist_subset
-from test_script import the_readme_commands
 
 COMMITTED = nbformat.read(ROOT / "main.ipynb", as_version=4)
 # The calls the tutorial teaches, each in one of its own cells (not hidden in a helper module).
@@ -166,12 +166,10 @@ def test_the_tutorial_cells_run_alone_next_to_mnist_twice(tmp_path, monkeypatch)
         p.name for p in (tmp_path / "ckpt").iterdir()}
 
 
-@pytest.mark.slow
-def test_notebook_runs_in_a_jupyter_kernel_twice_then_the_readme_commands_work(small_project, monkeypatch):
-    project = small_project
-    monkeypatch.setenv("TUTORIAL_STEPS_PER_EPOCH", "20")
-    notebook = nbformat.read(project / "main.ipynb", as_version=4)
-    first, second = run_twice(notebook, project)
+def assert_the_whole_notebook_ran_twice(first, second):
+    """The checks on the whole notebook, run twice in one kernel with TUTORIAL_STEPS_PER_EPOCH=20 on
+    a tenth of MNIST (`small_project`); `first` and `second` hold the outputs after each run.
+    test_jupyterlab.py runs it so, through JupyterLab's Run All."""
     for executed in (first, second):
         assert not errors(executed), errors(executed)
         out = stdout_of(executed)
@@ -199,5 +197,3 @@ def test_notebook_runs_in_a_jupyter_kernel_twice_then_the_readme_commands_work(s
             "lenet-graph.meta\n") in first_out
     assert "Checkpoints after resuming training:\nlenet-1_20.ckpt" in first_out
     assert "lenet_1-3_20.ckpt\nlenet_1-4_20.ckpt\nlenet_1-best.ckpt\nlenet_1-graph.meta\n" in first_out
-    # issue 11: after the notebook, the README's commands work in the same folders
-    the_readme_commands(project, [])
