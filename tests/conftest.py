@@ -206,16 +206,37 @@ LONGEST = ("test_full_tutorial_reaches_the_accuracy_floors_then_the_readme_steps
            "test_third_hunt", "test_interrupted_runs_continue_bit_for_bit")
 
 
+@pytest.hookimpl(tryfirst=True)  # on a worker, before pytest-xdist reports the collection to the controller
 def pytest_collection_finish(session):
     """Without pytest-xdist, the one process starts the version matrix once it has collected (after -k
-    and -m deselect)."""
-    if not hasattr(session.config, "workerinput") and not session.config.option.collectonly:
+    and -m deselect). A worker checks that pytest-xdist has grouped the tests as asked."""
+    if hasattr(session.config, "workerinput"):
+        check_groups(session)
+    elif not session.config.option.collectonly:
         start_version_matrix([item.nodeid for item in session.items])
+
+
+UNGROUPED = "ungrouped"  # a file in the session folder: a worker found its tests not grouped
+
+
+def check_groups(session):
+    """pytest-xdist names a test's group in its node ID (`test@group`); where it cannot, its
+    loadgroup mode silently spreads the tests of a group over the workers, and a module's shared
+    run happens on each of them (pytest-xdist 3.8 under pytest 9.2: pytest-dev/pytest-xdist#1386).
+    A worker cannot stop the session cleanly: it tells the controller."""
+    if session.config.getvalue("loadgroup") and any(item.get_closest_marker("xdist_group") and "@" not in item.nodeid
+                                                    for item in session.items):
+        Path(os.environ[SESSION_FOLDER], UNGROUPED).touch()
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_node_collection_finished(node, ids):
-    """Under pytest-xdist, the controller starts the version matrix when the first worker has collected."""
+    """Under pytest-xdist, the controller starts the version matrix when the first worker has collected,
+    or stops the session if that worker's tests are not grouped."""
+    if Path(os.environ[SESSION_FOLDER], UNGROUPED).exists():
+        pytest.exit(f"pytest-xdist does not group tests under pytest {pytest.__version__} "
+                    "(pytest-dev/pytest-xdist#1386): install requirements-test.txt, which pins pytest<9.2",
+                    returncode=pytest.ExitCode.USAGE_ERROR)
     start_version_matrix(ids)
 
 
