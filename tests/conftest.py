@@ -115,6 +115,12 @@ def run_script(cwd, *args, timeout=900):
     return subprocess.run(script_command(*args), cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
+def assert_saved_the_figures(infer):
+    """`infer` (a finished run of the command) saved its three figures."""
+    for name in ("prediction", "confusion_matrix", "misclassified"):
+        assert f"Saved images/{name}.png" in infer.stdout
+
+
 def pytest_configure(config):
     if not hasattr(config, "workerinput"):  # the one process, or xdist's controller: its workers inherit it
         os.environ[SESSION_FOLDER] = tempfile.mkdtemp(prefix="tutorial-tests-")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from machinery.checkpoint_files import read_checkpoint, run_info
-from conftest import run_script
+from conftest import assert_saved_the_figures, run_script
 
 
 def test_best_checkpoint_survives_rotation_and_keeps_the_highest_accuracy(cpu, small_mnist, tmp_path, capsys):
@@ -102,13 +102,12 @@ def test_safetensors_files_are_readable_by_the_safetensors_package(trained):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("ckpt", ["best", "latest", "safetensors/lenet-best.safetensors"])
-def test_infer_takes_best_latest_or_a_path(trained, small_mnist, ckpt):
-    ckpt_dir = "safetensors" if ckpt == "latest" else "ckpt"
-    result = run_script(trained, "infer", "--data_url", str(small_mnist), "--ckpt_dir", ckpt_dir, "--ckpt", ckpt)
+def test_infer_takes_a_path(trained, small_mnist):
+    """`--ckpt best` and `latest`: test_edge_cases.py's test_2 tests, with which file each picks."""
+    result = run_script(trained, "infer", "--data_url", str(small_mnist), "--ckpt_dir", "ckpt",
+                        "--ckpt", "safetensors/lenet-best.safetensors")
     assert result.returncode == 0, result.stderr
-    for name in ("prediction", "confusion_matrix", "misclassified"):
-        assert f"Saved images/{name}.png" in result.stdout
+    assert_saved_the_figures(result)
 
 
 @pytest.mark.slow

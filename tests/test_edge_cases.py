@@ -14,7 +14,7 @@ import mindspore as ms
 import pytest
 
 from machinery.checkpoint_files import read_checkpoint, run_info
-from conftest import ROOT, run_script, script_command
+from conftest import ROOT, assert_saved_the_figures, run_script, script_command
 
 
 def one_error_line(result):
@@ -76,6 +76,8 @@ def test_2_best_is_the_highest_stored_accuracy_in_either_format_for_every_comman
     assert result.returncode == 0, result.stderr
     rel = os.path.relpath(expected, run_dir)
     assert f"Using {rel} (best: the highest stored accuracy, {top:.4f}" in result.stdout
+    if command == "infer":
+        assert_saved_the_figures(result)
 
 
 @pytest.mark.slow
@@ -92,6 +94,8 @@ def test_2_latest_is_the_furthest_intact_position_and_skips_damaged_and_foreign_
         assert result.returncode == 0, result.stderr
         assert (f"Using latest/lenet-3_20.safetensors (latest: the furthest position, epoch 3, global step "
                 f"{furthest['step_num']}") in result.stdout
+        if command == "infer":
+            assert_saved_the_figures(result)
     listing = run_script(run_dir, "list", "--ckpt_dir", "latest").stdout
     assert re.search(r"^x\.ckpt .* NO: damaged$", listing, re.MULTILINE)
 
