@@ -1,7 +1,7 @@
 """main.ipynb run top to bottom through JupyterLab's own UI, in headless Chromium: Run All twice in
 one kernel, then the README's steps in the same folders.
 
-Screenshots, the server's log and the executed notebook are kept in test-artifacts/jupyterlab/.
+Screenshots, the server's log and both executed notebooks are kept in test-artifacts/jupyterlab/.
 """
 import json
 import os
