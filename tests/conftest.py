@@ -106,13 +106,14 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def script_command(*args):
-    return [sys.executable, "-W", "default", str(ROOT / "main.py"), *args]
+def script_command(*args, main=ROOT / "main.py"):
+    """The command that runs `main` (the repository's main.py, or, relative, a project copy's)."""
+    return [sys.executable, "-W", "default", str(main), *args]
 
 
-def run_script(cwd, *args, timeout=900):
+def run_script(cwd, *args, main=ROOT / "main.py", timeout=900):
     """Run main.py in the folder `cwd` as a user would; return the CompletedProcess."""
-    return subprocess.run(script_command(*args), cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(script_command(*args, main=main), cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
 def assert_saved_the_figures(infer):

@@ -3,10 +3,9 @@ import hashlib
 import re
 import signal
 import subprocess
-import sys
 import time
 
-from conftest import run_script
+from conftest import run_script, script_command
 from machinery.checkpoint_files import read_checkpoint, run_info
 import pytest
 
@@ -53,12 +52,9 @@ def test_full_tutorial_reaches_the_accuracy_floors_then_the_readme_steps_work(pr
     assert {"lenet-best.ckpt", "lenet_1-4_1875.ckpt"} <= listing
 
 
-def command(*args):
-    return [sys.executable, "-W", "default", "main.py", *args]
-
-
 def run(project, *args):
-    result = subprocess.run(command(*args), cwd=project, capture_output=True, text=True, timeout=900)
+    """Run the project copy's main.py in `project`, as the README does; it must succeed."""
+    result = run_script(project, *args, main="main.py")
     assert result.returncode == 0, (args, result.stderr)
     assert "Traceback" not in result.stderr
     return result
@@ -72,7 +68,8 @@ def the_readme_commands(project, data):
     ckpt = project / "ckpt"
     tutorial_files = {p: p.read_bytes() for p in ckpt.iterdir() if p.is_file()}
     train = ["train", "--num_epochs", "2", "--save_steps", "2", "--steps_per_epoch", "5", "--auto_resume", *data]
-    process = subprocess.Popen(command(*train), cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(script_command(*train, main="main.py"), cwd=project, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 300
         while not (ckpt / "train" / "lenet-1_2.ckpt").exists():
@@ -105,7 +102,6 @@ def the_readme_commands(project, data):
     assert re.search(r"Using \S+ \(latest: the furthest position", resumed)
     assert "Checkpoints after resuming training:" in resumed
     return rows
-
 
 
 def digest(folder):
