@@ -71,9 +71,9 @@
 # times faster (see `docs/speed.md`). Both must be set before MindSpore starts.
 
 # %% active="py"
-if __name__ == "__main__":  # the script answers --help and bad options before MindSpore loads
-    from machinery.options import check_command_line
-    check_command_line()
+if __name__ == "__main__":  # the script runs a command (train, resume, ...), or every cell below in order
+    from machinery.script import start
+    start()
 
 # %%
 import logging
@@ -84,7 +84,8 @@ os.environ.setdefault("GLOG_v", "2")
 if Path("/proc/cpuinfo").exists() and " avx512f" in Path("/proc/cpuinfo").read_text():
     os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
 
-from mnist_data import check_mindspore, prepare_mnist, print_plain_numbers
+from mnist_data import check_mindspore, check_steps_per_epoch, let_mindspore_read_cells, prepare_mnist, \
+    print_plain_numbers
 
 check_mindspore()  # no MindSpore, or one older than 2.7: one line saying what to install, not a traceback
 import matplotlib.pyplot as plt
@@ -95,19 +96,26 @@ from mindspore.dataset import MnistDataset, transforms, vision
 from mindspore.train import Accuracy, Callback, CheckpointConfig, Loss, LossMonitor, Model, ModelCheckpoint
 
 print_plain_numbers()  # print metrics as 0.98, not np.float64(0.98)
+let_mindspore_read_cells()  # in Jupyter, MindSpore reads a cell's code from a file (docs/notebook.md); else nothing
 
 
 # %%
-def set_device(device_target=None, device_id=None):
-    """Run on `device_target` (card `device_id`), or on the best device available; return its name."""
+def available_devices():
+    """The devices MindSpore can use here, best first."""
     logging.disable(logging.WARNING)  # probing a device that is not installed logs a warning
     available = [d for d in ("Ascend", "GPU", "CPU") if getattr(ms.device_context, d.lower()).is_available()]
     logging.disable(logging.NOTSET)
+    return available
+
+
+def set_device(device_target=None, device_id=None):
+    """Run on `device_target` (card `device_id`), or on the best device available; return its name."""
+    available = available_devices()
     device_target = device_target or available[0]
     if device_target not in available:
         raise ValueError(f"device_target {device_target} is not available here; available: {', '.join(available)}")
     try:
-        ms.set_device(device_target, device_id)
+        ms.set_device(device_target, None if device_target == "CPU" else device_id)  # a CPU has no card number
     except RuntimeError:  # MindSpore keeps the device it started on
         ms.set_device(*ms.get_current_device())  # the failed call has already changed the context's device_target
         current = ms.get_current_device().device_target
@@ -119,16 +127,20 @@ def set_device(device_target=None, device_id=None):
 
 
 # %% [markdown]
-# Choose the device here: `"Ascend"`, `"GPU"`, `"CPU"`, or `None` for the best one available.
-# Running the cell again with the same choice changes nothing; another device needs a restart
-# of the kernel. `STEPS_PER_EPOCH` shortens each epoch for a quick run; the environment
-# variable `TUTORIAL_STEPS_PER_EPOCH` sets it, and unset, every epoch trains on all 1,875
-# batches. The accuracies the text states are those of such a full run; a quick run reaches less.
+# The settings of this run. `DEVICE_TARGET` is `"Ascend"`, `"GPU"`, `"CPU"`, or `None` for the
+# best one available; running the cell again with the same choice changes nothing, another
+# device needs a restart of the kernel. `STEPS_PER_EPOCH` shortens each epoch for a quick run;
+# unset, every epoch trains on all 1,875 batches, and the accuracies the text states are those
+# of such a full run. The environment variables set them (`TUTORIAL_STEPS_PER_EPOCH=50 jupyter
+# lab`), and so do the script's options (`python main.py --steps_per_epoch 50`).
 
-# %% active="ipynb"
-# DEVICE_TARGET = None
-# STEPS_PER_EPOCH = int(os.environ.get("TUTORIAL_STEPS_PER_EPOCH", 0)) or None
-# device_target = set_device(DEVICE_TARGET)
+# %%
+DEVICE_TARGET = os.environ.get("TUTORIAL_DEVICE_TARGET") or None
+DEVICE_ID = int(os.environ.get("DEVICE_ID", 0))  # which card, as in the original
+STEPS_PER_EPOCH = check_steps_per_epoch(os.environ.get("TUTORIAL_STEPS_PER_EPOCH"))  # None: whole epochs
+DATA_DIR = os.environ.get("TUTORIAL_DATA_DIR", "MNIST")
+CKPT_DIR = os.environ.get("TUTORIAL_CKPT_DIR", "ckpt")
+device_target = set_device(DEVICE_TARGET, DEVICE_ID)
 
 # %% [markdown]
 # ### Data processing
@@ -150,9 +162,9 @@ def create_dataset(data_dir, training=True, batch_size=32, resize=(32, 32), resc
     return dataset.shuffle(buffer_size=buffer_size).batch(batch_size, drop_remainder=training)
 
 
-# %% active="ipynb"
-# data_dir = prepare_mnist("MNIST")
-# print("Steps per epoch:", STEPS_PER_EPOCH or create_dataset(data_dir).get_dataset_size())
+# %%
+data_dir = prepare_mnist(DATA_DIR)
+print("Steps per epoch:", STEPS_PER_EPOCH or create_dataset(data_dir).get_dataset_size())
 
 # %% [markdown]
 # ### Network definition
@@ -242,8 +254,11 @@ class SaveBest(Callback):
         if acc > self.best_acc:  # named after this run's files: lenet-best.ckpt, lenet_1-best.ckpt, ...
             prefix = os.path.basename(self.checkpoint.latest_ckpt_file_name).rsplit("-", 1)[0]
             self.best_acc, self.best_file = acc, os.path.join(self.directory, f"{prefix}-best.ckpt")
-            ms.save_checkpoint(cb_params.train_network, self.best_file, crc_check=True,
+            # written beside it, then renamed over it in one step: a crash mid-save keeps the old best
+            partial = os.path.join(self.directory, f".{prefix}-best.ckpt")
+            ms.save_checkpoint(cb_params.train_network, partial, crc_check=True,
                                append_dict={"epoch_num": cb_params.cur_epoch_num, "acc": acc})
+            os.replace(partial, self.best_file)
             print(f"Best so far: saved {self.best_file}")
 
 
@@ -280,30 +295,15 @@ def train(data_dir, lr=0.01, momentum=0.9, num_epochs=2, **options):
     return run_training(net, opt, data_dir, num_epochs, **options)
 
 
-# %% [markdown]
-# When MindSpore compiles a network, it may read the network's source file to describe the
-# graph. Jupyter keeps a cell's code in memory only, under a file name that does not exist, so
-# MindSpore would print `[WARNING] ... may not exists` and `[ERROR] ... Get realpath failed`.
-# This cell, which only the notebook has, writes each cell's code to the file ipykernel names,
-# and removes those files when the kernel exits.
+# %%
+CKPT_1, _ = train(data_dir, ckpt_dir=CKPT_DIR, steps_per_epoch=STEPS_PER_EPOCH)
 
-# %% active="ipynb"
-# import atexit
-# import shutil
-#
-# from ipykernel.compiler import get_file_name, get_tmp_directory
-#
-# os.makedirs(get_tmp_directory(), exist_ok=True)
-# atexit.register(shutil.rmtree, get_tmp_directory(), ignore_errors=True)
-# for cell in get_ipython().history_manager.input_hist_raw:  # the cells run so far
-#     Path(get_file_name(cell)).write_text(cell)
-# get_ipython().events.register("pre_run_cell",
-#                               lambda info: Path(get_file_name(info.raw_cell)).write_text(info.raw_cell))
 
-# %% active="ipynb"
-# CKPT_1, _ = train(data_dir, steps_per_epoch=STEPS_PER_EPOCH)
-# print("Checkpoints after first training:")
-# print("\n".join(sorted(x for x in os.listdir("ckpt") if x.startswith("lenet"))))
+def print_checkpoints(title, ckpt_dir):
+    print(title, *sorted(name for name in os.listdir(ckpt_dir) if name.startswith("lenet")), sep="\n")
+
+
+print_checkpoints("Checkpoints after first training:", CKPT_DIR)
 
 # %% [markdown]
 # The loss of the last step of each epoch jumps around; the test accuracy after each epoch is
@@ -355,10 +355,9 @@ def resume_train(data_dir, ckpt_file, lr=0.001, momentum=0.9, num_epochs=2, **op
     return run_training(net, opt, data_dir, num_epochs, initial_epoch=epoch, **options)
 
 
-# %% active="ipynb"
-# CKPT_2, CKPT_BEST = resume_train(data_dir, CKPT_1, steps_per_epoch=STEPS_PER_EPOCH)
-# print("Checkpoints after resuming training:")
-# print("\n".join(sorted(x for x in os.listdir("ckpt") if x.startswith("lenet"))))
+# %%
+CKPT_2, CKPT_BEST = resume_train(data_dir, CKPT_1, ckpt_dir=CKPT_DIR, steps_per_epoch=STEPS_PER_EPOCH)
+print_checkpoints("Checkpoints after resuming training:", CKPT_DIR)
 
 # %% [markdown]
 # Both lists of parameters not loaded are empty: the file fits the network and the optimizer.
@@ -404,8 +403,16 @@ def infer(data_dir, ckpt_file):
     return figure, (images, labels, preds)
 
 
-# %% active="ipynb"
-# _, (images, labels, preds) = infer(data_dir, CKPT_BEST)
+def save_figure(figure, name):
+    """Save `figure` as images/<name>.png, where the script's figures go too."""
+    os.makedirs("images", exist_ok=True)
+    figure.savefig(os.path.join("images", f"{name}.png"))
+    print(f"Saved images/{name}.png")
+
+
+# %%
+figure, (images, labels, preds) = infer(data_dir, CKPT_BEST)
+save_figure(figure, "prediction")
 
 # %% [markdown]
 # ## Procedure (Terminal)
@@ -439,11 +446,11 @@ def infer(data_dir, ckpt_file):
 # digit (row), what the model said (column), so its off-diagonal cells show which digits it
 # confuses; then come the images it gets wrong. The figures live in `machinery/plotting.py`.
 
-# %% active="ipynb"
-# from machinery.plotting import plot_confusion_matrix, plot_misclassified
-#
-# plot_confusion_matrix(labels, preds)
-# plot_misclassified(images, labels, preds);
+# %%
+from machinery.plotting import plot_confusion_matrix, plot_misclassified
+
+save_figure(plot_confusion_matrix(labels, preds), "confusion_matrix")
+save_figure(plot_misclassified(images, labels, preds), "misclassified")
 
 # %% [markdown]
 # ## Beyond the tutorial: fine-tuning for a smaller task
@@ -492,27 +499,27 @@ def train_parity(net, params, data_dir, num_epochs=5):
     return model.eval(parity_dataset(data_dir, training=False))["acc"]
 
 
-# %% active="ipynb"
-# stored = ms.load_checkpoint(CKPT_BEST)
-# net = LeNet5(num_classes=2)
-# for name in load_backbone(net, CKPT_BEST):
-#     shape = net.parameters_dict()[name].shape
-#     print(f"Not loaded: {name}, shape {stored[name].shape} in the checkpoint, {shape} here")
-# print("Left out by choice_func:", ", ".join(sorted({n.split(".")[0] for n in stored if not n.startswith(BACKBONE)})))
+# %%
+stored = ms.load_checkpoint(CKPT_BEST)
+net = LeNet5(num_classes=2)
+for name in load_backbone(net, CKPT_BEST):
+    shape = net.parameters_dict()[name].shape
+    print(f"Not loaded: {name}, shape {stored[name].shape} in the checkpoint, {shape} here")
+print("Left out by choice_func:", ", ".join(sorted({n.split(".")[0] for n in stored if not n.startswith(BACKBONE)})))
 
 # %% [markdown]
 # Now the same 50 steps three ways: from random weights, from the checkpoint, and from the
 # checkpoint with only the new head trained (the backbone frozen, by giving the optimizer the
 # head's parameters only):
 
-# %% active="ipynb"
-# for title, pretrained, head_only in [("From scratch", False, False), ("Fine-tuned", True, False),
-#                                      ("Fine-tuned, backbone frozen", True, True)]:
-#     net = LeNet5(num_classes=2)
-#     if pretrained:
-#         load_backbone(net, CKPT_BEST)
-#     accuracy = train_parity(net, net.fc3.trainable_params() if head_only else net.trainable_params(), data_dir)
-#     print(f"{title + ':':29} odd/even accuracy {accuracy:.3f} after 50 steps on 320 images")
+# %%
+for title, pretrained, head_only in [("From scratch", False, False), ("Fine-tuned", True, False),
+                                     ("Fine-tuned, backbone frozen", True, True)]:
+    net = LeNet5(num_classes=2)
+    if pretrained:
+        load_backbone(net, CKPT_BEST)
+    accuracy = train_parity(net, net.fc3.trainable_params() if head_only else net.trainable_params(), data_dir)
+    print(f"{title + ':':29} odd/even accuracy {accuracy:.3f} after 50 steps on 320 images")
 
 # %% [markdown]
 # From scratch, 50 steps reach about 0.8. From the checkpoint they reach more than 0.93, with
@@ -588,31 +595,36 @@ def compare(name, reference, params, trained, steps=200):
           f"largest weight difference: {difference:.2g}")
 
 
-# %% active="ipynb"
-# import signal
-# import time
-#
-# from mindspore.train import BackupAndRestore, OnRequestExit
-#
-# crash_dir = Path("ckpt") / time.strftime("crash-%Y%m%d-%H%M%S")  # a fresh folder each time
-# DEMO_STEPS = min(200, STEPS_PER_EPOCH or 200)  # a quick run's epochs are short here too
-# reference, _ = run_builtin(data_dir, steps=DEMO_STEPS)
-# run_builtin(data_dir, BackupAndRestore(str(crash_dir / "backup")), steps=DEMO_STEPS, action=crash)
-# rerun = run_builtin(data_dir, BackupAndRestore(str(crash_dir / "backup")), steps=DEMO_STEPS)
-# compare("BackupAndRestore", reference, *rerun, DEMO_STEPS)
-#
-# os.environ["MS_ENABLE_GRACEFUL_EXIT"] = "1"  # read when the Model is built
-# previous_handler = signal.getsignal(signal.SIGTERM)
-# logging.disable(logging.WARNING)  # OnRequestExit logs a warning when it stops training
-# exit_callback = lambda: OnRequestExit(save_mindir=False, file_name="LeNet5", directory=str(crash_dir / "exit"))
-# _, steps = run_builtin(data_dir, exit_callback(), steps=DEMO_STEPS,
-#                        action=lambda step: os.kill(os.getpid(), signal.SIGTERM))
-# print(f"OnRequestExit: SIGTERM after step {exit_step(DEMO_STEPS)} stopped the run after {steps} steps; saved",
-#       *os.listdir(crash_dir / "exit" / "rank_0"))
-# compare("OnRequestExit", reference, *run_builtin(data_dir, exit_callback(), steps=DEMO_STEPS), DEMO_STEPS)
-# logging.disable(logging.NOTSET)
-# signal.signal(signal.SIGTERM, previous_handler)  # OnRequestExit leaves its own handler installed
-# del os.environ["MS_ENABLE_GRACEFUL_EXIT"]
+# %%
+import signal
+import tempfile
+
+from mindspore.train import BackupAndRestore, OnRequestExit
+
+crash_dir = Path(tempfile.mkdtemp(prefix="crash-", dir=CKPT_DIR))  # a fresh folder each time
+DEMO_STEPS = min(200, STEPS_PER_EPOCH or 200)  # a quick run's epochs are short here too
+reference, _ = run_builtin(data_dir, steps=DEMO_STEPS)
+run_builtin(data_dir, BackupAndRestore(str(crash_dir / "backup")), steps=DEMO_STEPS, action=crash)
+rerun = run_builtin(data_dir, BackupAndRestore(str(crash_dir / "backup")), steps=DEMO_STEPS)
+compare("BackupAndRestore", reference, *rerun, DEMO_STEPS)
+
+os.environ["MS_ENABLE_GRACEFUL_EXIT"] = "1"  # read when the Model is built
+previous_handler = signal.getsignal(signal.SIGTERM)
+logging.disable(logging.WARNING)  # OnRequestExit logs a warning when it stops training
+
+
+def exit_callback():
+    return OnRequestExit(save_mindir=False, file_name="LeNet5", directory=str(crash_dir / "exit"))
+
+
+_, steps = run_builtin(data_dir, exit_callback(), steps=DEMO_STEPS,
+                       action=lambda step: os.kill(os.getpid(), signal.SIGTERM))
+print(f"OnRequestExit: SIGTERM after step {exit_step(DEMO_STEPS)} stopped the run after {steps} steps; saved",
+      *os.listdir(crash_dir / "exit" / "rank_0"))
+compare("OnRequestExit", reference, *run_builtin(data_dir, exit_callback(), steps=DEMO_STEPS), DEMO_STEPS)
+logging.disable(logging.NOTSET)
+signal.signal(signal.SIGTERM, previous_handler)  # OnRequestExit leaves its own handler installed
+del os.environ["MS_ENABLE_GRACEFUL_EXIT"]
 
 # %% [markdown]
 # Both restore the weights and the momentum, which beats starting from scratch. But each
@@ -631,21 +643,19 @@ def compare(name, reference, params, trained, steps=200):
 # interruption, after step 300, then `auto_resume`:
 
 # %%
-from machinery.checkpoint_files import read_checkpoint
+from machinery.checkpoint_files import read_checkpoint, table
 from machinery.resumable import TrainConfig, train_resumable
 
-# %% active="ipynb"
-# from machinery.checkpoint_files import table
-#
-# demo = TrainConfig(num_epochs=2, steps_per_epoch=DEMO_STEPS, save_steps=DEMO_STEPS // 2, seed=1)
-# uninterrupted = train_resumable(LeNet5, create_dataset, data_dir, crash_dir / "uninterrupted", demo)
-# train_resumable(LeNet5, create_dataset, data_dir, crash_dir / "interrupted", demo,
-#                 stop_after_step=exit_step(DEMO_STEPS))
-# continued = train_resumable(LeNet5, create_dataset, data_dir, crash_dir / "interrupted", demo, auto_resume=True)
-# a, b = read_checkpoint(uninterrupted), read_checkpoint(continued)
-# print("Same parameters as the uninterrupted run, bit for bit:", a.keys() == b.keys()
-#       and all(np.array_equal(a[name].asnumpy(), b[name].asnumpy()) for name in a))
-# print(table(crash_dir / "interrupted"))
+exact_dir = Path(tempfile.mkdtemp(prefix="exact-", dir=CKPT_DIR))  # its own folder: the cell runs again
+demo = TrainConfig(num_epochs=2, steps_per_epoch=DEMO_STEPS, save_steps=DEMO_STEPS // 2, seed=1)
+uninterrupted = train_resumable(LeNet5, create_dataset, data_dir, exact_dir / "uninterrupted", demo)
+train_resumable(LeNet5, create_dataset, data_dir, exact_dir / "interrupted", demo,
+                stop_after_step=exit_step(DEMO_STEPS))
+continued = train_resumable(LeNet5, create_dataset, data_dir, exact_dir / "interrupted", demo, auto_resume=True)
+a, b = read_checkpoint(uninterrupted), read_checkpoint(continued)
+print("Same parameters as the uninterrupted run, bit for bit:", a.keys() == b.keys()
+      and all(np.array_equal(a[name].asnumpy(), b[name].asnumpy()) for name in a))
+print(table(exact_dir / "interrupted"))
 
 # %% [markdown]
 # The table lists each checkpoint of the interrupted run with its position, the metrics
@@ -718,81 +728,24 @@ def export_model(ckpt_file, file_format="MINDIR", file_name="lenet5"):
 
 
 # %% [markdown]
-# The notebook writes `ckpt/lenet5.mindir`, next to the checkpoints, and leaves `lenet5.mindir`
+# The lesson writes `ckpt/lenet5.mindir`, next to the checkpoints, and leaves `lenet5.mindir`
 # to `python main.py export`. The exported MindIR loads with `ms.load` into a `GraphCell`, which
 # runs it like any network. Its predictions on a test batch are those of the checkpoint:
 
-# %% active="ipynb"
-# mindir = export_model(CKPT_BEST, file_name="ckpt/lenet5")
-# print(f"Exported {CKPT_BEST} to {mindir}, input shape {EXPORT_INPUT_SHAPE}")
-# deployed = nn.GraphCell(ms.load(str(mindir)))
-# batch = ms.Tensor(images[:32])
-# from_mindir, from_ckpt = deployed(batch).asnumpy(), load_weights(CKPT_BEST)(batch).asnumpy()
-# print(f"Same predictions: {(from_mindir.argmax(1) == from_ckpt.argmax(1)).all()}; "
-#       f"largest difference in the logits: {np.abs(from_mindir - from_ckpt).max():.1e}")
+# %%
+mindir = export_model(CKPT_BEST, file_name=os.path.join(CKPT_DIR, "lenet5"))
+print(f"Exported {CKPT_BEST} to {mindir}, input shape {EXPORT_INPUT_SHAPE}")
+deployed = nn.GraphCell(ms.load(str(mindir)))
+batch = ms.Tensor(images[:32])
+from_mindir, from_ckpt = deployed(batch).asnumpy(), load_weights(CKPT_BEST)(batch).asnumpy()
+print(f"Same predictions: {(from_mindir.argmax(1) == from_ckpt.argmax(1)).all()}; "
+      f"largest difference in the logits: {np.abs(from_mindir - from_ckpt).max():.1e}")
 
 # %% [markdown]
 # ## Running the script
 #
-# `python main.py` runs the tutorial's steps; the commands `train`, `resume`, `infer`, `list`
-# and `export` run one step each, and `python main.py COMMAND --help` describes their options
-# (see the README). The command line is in `machinery/`; the cell below, which only the script
-# runs, connects it to the functions above.
-
-# %% active="py"
-from mindspore.train import History
-
-from machinery import cli
-from machinery.checkpoint_files import all_checkpoints, resolve, run_files
-from machinery.cloud_storage import fetch_dir
-from machinery.monitoring import ProgressBar, progress_enabled
-from machinery.plotting import plot_confusion_matrix, plot_misclassified, plot_training_curves
-
-
-def main(args):
-    """Run the command in `args` (see machinery/options.py); return the files to copy to --train_url."""
-    try:
-        set_device(args.device_target, args.device_id)
-    except ValueError as error:
-        raise cli.UsageError(error) from None
-    shard = cli.only_train_under_msrun(init_data_parallel(), args.command)
-    if args.command == "export":
-        ckpt_file = resolve(args.ckpt, args.ckpt_dir, LeNet5())
-        return [cli.export_file(args, lambda name: export_model(ckpt_file, args.file_format, name), ckpt_file)]
-    data_dir = prepare_mnist(fetch_dir(args.data_url, "cache/data"), progress=progress_enabled())
-    ckpt_file = args.command in ("infer", "resume") and str(resolve(args.ckpt, args.ckpt_dir, LeNet5()))
-    if args.command == "infer":
-        return [ckpt_file, *cli.save_figures(prediction_figures(data_dir, ckpt_file))]
-    cli.claim_dir(args.ckpt_dir, shard)
-    options = {"ckpt_dir": args.ckpt_dir, "steps_per_epoch": args.steps_per_epoch, "sink": cli.sink_mode_for_tests()}
-    if args.command == "train":
-        config = TrainConfig.from_args(args)
-        last = cli.trained(train_resumable(LeNet5, create_dataset, data_dir, args.ckpt_dir, config, args.auto_resume,
-                                           shard=shard))
-        return [*all_checkpoints(last.parent), *cli.save_curves(args.ckpt_dir)] if shard[0] == 0 else []
-    if args.command == "resume":
-        last, _ = cli.trained(resume_train(data_dir, ckpt_file, args.lr, num_epochs=args.num_epochs,
-                                           callbacks=[cli.StopOnNonFinite(), ProgressBar()], **options))
-        print_checkpoints("Checkpoints after resuming training:", args.ckpt_dir)
-        return run_files(last)
-    histories, guard = [History(), History()], cli.StopOnNonFinite()  # stops on a NaN or Inf loss
-    ckpt_1, _ = train(data_dir, callbacks=[guard, ProgressBar(), histories[0]], **options)
-    print_checkpoints("Checkpoints after first training:", args.ckpt_dir)
-    last, best = cli.trained(resume_train(data_dir, ckpt_1, callbacks=[guard, ProgressBar(), histories[1]], **options))
-    print_checkpoints("Checkpoints after resuming training:", args.ckpt_dir)
-    figures = {"training_curves": plot_training_curves(histories), **prediction_figures(data_dir, best)}
-    return [*run_files(ckpt_1), *run_files(last), *cli.save_figures(figures)]
-
-
-def print_checkpoints(title, ckpt_dir):
-    print(title, *sorted(x for x in os.listdir(ckpt_dir) if x.startswith("lenet")), sep="\n")
-
-
-def prediction_figures(data_dir, ckpt_file):
-    figure, (images, labels, preds) = infer(data_dir, str(ckpt_file))
-    return {"prediction": figure, "confusion_matrix": plot_confusion_matrix(labels, preds),
-            "misclassified": plot_misclassified(images, labels, preds)}
-
-
-if __name__ == "__main__":
-    cli.run(main)
+# `python main.py` runs every cell above, in order, and prints what they print; the figures go
+# to `images/`, from the notebook too. At the end it copies this run's checkpoints and figures
+# to `--train_url`, if one was given. The commands `train`, `resume`, `infer`, `list`, `curves`
+# and `export` each run one step, with the functions above; `python main.py COMMAND --help`
+# describes their options (see the README). The command line lives in `machinery/`.

@@ -2,12 +2,15 @@
 
 Also the two checks the tutorial's first cell makes of its environment: a MindSpore it supports
 (check_mindspore), and NumPy printing metrics as plain numbers (print_plain_numbers)."""
+import errno
 import gzip
 import hashlib
 import os
 import re
+import secrets
 import struct
 import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -93,14 +96,44 @@ class DataError(Exception):
     """The MNIST files are missing or not what MnistDataset expects."""
 
 
-def prepare_mnist(data_dir=SHIPPED_DIR, progress=False, md5s=MNIST_FILES):
-    """Make sure `data_dir` has train/ and test/ with valid IDX files; return it as a Path.
+class _Unwritable(Exception):
+    """A folder that unpacking cannot write to: prepare_mnist then tries the cache."""
 
-    A directory that already has that layout is used as it is. Otherwise the gzip files in it
-    (as shipped in MNIST/, or as published) are decompressed into that layout, checking each
-    decompressed file against `md5s` ({split: {IDX file name: MD5}}). An empty directory gets the
-    copy shipped in MNIST/, or else a download (see `download_mnist`); one that holds anything else
-    is refused, saying what it holds and the layout read.
+    def __init__(self, folder, reason):
+        super().__init__(folder, reason)
+        self.folder, self.reason = folder, reason
+
+
+# A partial file nobody has written to for this long was left by a run that was killed
+STALE_PARTIAL_S = 600
+
+
+def cache_dir():
+    """Where prepare_mnist unpacks the .gz files of a folder it cannot write to:
+    $XDG_CACHE_HOME/mindspore-checkpoint-tutorial/MNIST, by default under ~/.cache."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "mindspore-checkpoint-tutorial" / "MNIST"
+
+
+def prepare_mnist(data_dir=SHIPPED_DIR, progress=False, md5s=MNIST_FILES):
+    """Make sure MnistDataset can read MNIST from `data_dir`; return the folder to read it from, a Path
+    (MnistDataset(*mnist_split(folder, training)) reads it).
+
+    Layouts read, in this order:
+    - train/ and test/ with the IDX files in them: used as they are; any missing file is unpacked
+      from its .gz in `data_dir`.
+    - the four .gz files (as shipped in MNIST/, or as published): unpacked into train/ and test/.
+    - the four IDX files side by side (torchvision's layout, many downloads'): used as they are,
+      nothing is moved or unpacked into the folder.
+    An empty folder gets the copy shipped in MNIST/, or else a download (see `download_mnist`); one that
+    holds anything else is refused, saying what it holds and the layouts read.
+
+    Every IDX file is checked (header, size, labels); one whose .gz is at hand is also checked by the
+    MD5 of its content (`md5s`, {split: {IDX file name: MD5}}), and one that fails is unpacked again
+    from the .gz, with a line saying so. Hashing all four takes about 0.1 s, so it happens on each call.
+    Two processes may unpack at once: each writes a file of its own, which takes its final name only
+    once complete and verified. If `data_dir` cannot be written (a read-only clone or dataset mount),
+    the files are unpacked into cache_dir() instead, with a line saying so, and that folder is returned.
     """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
@@ -110,57 +143,127 @@ def prepare_mnist(data_dir=SHIPPED_DIR, progress=False, md5s=MNIST_FILES):
     if not os.access(data_dir, os.R_OK | os.X_OK):
         raise DataError(f"data directory {data_dir} cannot be used: it is not readable (permission denied); "
                         f"make it readable, or pass --data_url pointing at a copy you can read")
+    names = [name for files in md5s.values() for name in files]
+    has_gz = any((data_dir / f"{name}.gz").exists() for name in names)
+    # the .gz files come first: MnistDataset would read them as IDX files in a folder beside the IDX files
+    side_by_side = {name for name in names if (data_dir / name).exists()}
+    flat = bool(side_by_side) and not has_gz and not _is_nested(data_dir, md5s)
     gz_dir = data_dir
-    if not any((data_dir / split / name).exists() or (data_dir / f"{name}.gz").exists()
-               for split, files in md5s.items() for name in files):
+    if flat and side_by_side == set(md5s.get(data_dir.name, ())):
+        raise DataError(f"data directory {data_dir} cannot be used: it is the {data_dir.name}/ folder of an MNIST "
+                        f"layout; pass --data_url {data_dir.parent}")
+    if not (flat or has_gz or _is_nested(data_dir, md5s)):
         _check_empty(data_dir, md5s)  # the shipped copy or a download goes into an empty folder only
-        shipped = [SHIPPED_DIR / f"{name}.gz" for files in md5s.values() for name in files]
+        shipped = [SHIPPED_DIR / f"{name}.gz" for name in names]
         if data_dir.resolve() != SHIPPED_DIR and all(gz.is_file() for gz in shipped):
             print(f"No MNIST files in {data_dir}: unpacking the copy shipped in {SHIPPED_DIR}")
             gz_dir = SHIPPED_DIR
         else:
             download_mnist(data_dir, progress=progress)
-    created = []  # what this call unpacked: removed again if anything fails, so nothing is half-unpacked
+    try:
+        _complete(data_dir, flat, gz_dir, md5s)
+        return data_dir
+    except _Unwritable as unwritable:
+        cache = cache_dir()
+        try:
+            _complete(cache, False, gz_dir, md5s)
+        except _Unwritable as error:
+            raise DataError(f"cannot unpack the MNIST files of {gz_dir}: neither {unwritable.folder} "
+                            f"({unwritable.reason}) nor {error.folder} ({error.reason}) can be written; make one "
+                            f"of them writable (the files take 55 MB unpacked), or set XDG_CACHE_HOME to a "
+                            f"folder you can write to") from None
+        print(f"{unwritable.folder} cannot be written ({unwritable.reason}): "
+              f"the MNIST files unpacked from {gz_dir} are in {cache}")
+        return cache
+
+
+def mnist_split(data_dir, training=True):
+    """(folder, usage) for MnistDataset to read the training or test set from the folder that prepare_mnist
+    returned, in either layout: MnistDataset(*mnist_split(data_dir, training), ...). MnistDataset reads
+    every file of a folder whose name has <train or t10k>-images and idx3-ubyte in it (labels alike)."""
+    split = "train" if training else "test"
+    return str(Path(data_dir) / split if _is_nested(data_dir) else data_dir), split
+
+
+def _is_nested(data_dir, md5s=MNIST_FILES):
+    return any((Path(data_dir) / split / name).exists() for split, files in md5s.items() for name in files)
+
+
+def _complete(root, flat, gz_dir, md5s):
+    """Unpack into `root` (into train/ and test/ unless `flat`) what is missing or fails its MD5, then
+    check every file. What this call unpacked anew is removed again if anything fails."""
+    created = []
     try:
         for split, files in md5s.items():
+            folder = root if flat else root / split
+            if not flat:
+                _remove_stale_partials(folder)
             paths = []
             for name, md5 in files.items():
-                path = data_dir / split / name
+                path, gz = folder / name, gz_dir / f"{name}.gz"
                 if not path.exists():
-                    if not path.parent.exists():
-                        created.append(path.parent)
-                    _decompress(gz_dir / f"{name}.gz", path, md5)
+                    if not folder.exists():
+                        created.append(folder)
+                    _decompress(gz, path, md5)
                     created.append(path)
+                elif gz.is_file() and path.is_file() and _md5(path) != md5:
+                    _decompress(gz, path, md5)
+                    print(f"{path} did not match its checksum; unpacked it again from {gz.name}")
                 paths.append(path)
             _check_split(*paths)
+            _check_nothing_else_is_read(folder, files)
     except BaseException:
         for path in reversed(created):
-            if path.is_dir():
-                if not any(path.iterdir()):
-                    path.rmdir()
-            else:
-                path.unlink(missing_ok=True)
+            try:
+                path.rmdir() if path.is_dir() else path.unlink(missing_ok=True)
+            except OSError:  # a folder that another process unpacks into too
+                pass
         raise
-    return data_dir
+
+
+def _remove_stale_partials(folder):
+    """Remove the partial files of runs killed while unpacking: MnistDataset would read one named after
+    its IDX file (as earlier versions named them) as MNIST, and any takes room."""
+    try:
+        for partial in folder.glob("*.partial"):
+            if time.time() - partial.stat().st_mtime > STALE_PARTIAL_S:
+                partial.unlink()
+    except OSError:  # not there yet, gone meanwhile, or not ours to remove: unpacking reports what matters
+        pass
+
+
+def _check_nothing_else_is_read(folder, files):
+    """MnistDataset reads every file whose name has, say, train-images and idx3-ubyte in it: another one
+    (a copy, a backup, a .gz beside the IDX files) would be read as MNIST too, and fail in the pipeline."""
+    for other in sorted(p.name for p in folder.iterdir() if p.name not in files):
+        for name in files:
+            head, _, tail = name.partition("-idx")
+            if head in other and f"idx{tail}" in other:
+                raise DataError(f"{folder} holds {other} beside {name}, and MnistDataset would read it as MNIST "
+                                f"too; move it out of {folder}")
+
+
+def _md5(path):
+    digest = hashlib.md5()
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror}") from None
+    return digest.hexdigest()
 
 
 def _check_empty(data_dir, md5s):
     """Fail with one line, showing the layouts read, if `data_dir` holds anything: files that are not
     MNIST in a layout we read are the user's, never to be replaced by the shipped digits."""
     content = sorted(p.name for p in data_dir.iterdir() if not p.name.startswith("."))
-    if not content:
-        return
-    layout = ", ".join(f"{split}/{name}" for split, files in md5s.items() for name in files)
-    side_by_side = [name for files in md5s.values() for name in files if (data_dir / name).exists()]
-    if side_by_side and data_dir.name in md5s and set(side_by_side) == set(md5s[data_dir.name]):
-        found = f"it is the {data_dir.name}/ folder of an MNIST layout; pass --data_url {data_dir.parent}"
-    elif side_by_side:
-        found = f"it holds {', '.join(side_by_side)} side by side; move them into this layout: {layout}"
-    else:
-        found = (f"it holds {', '.join(content[:3])}{', ...' if len(content) > 3 else ''}, but no MNIST file "
-                 f"where it is read: {layout}, or the four .gz files; put MNIST there, or pass an empty folder "
-                 f"to get a copy")
-    raise DataError(f"data directory {data_dir} cannot be used: {found}")
+    if content:
+        layout = ", ".join(f"{split}/{name}" for split, files in md5s.items() for name in files)
+        raise DataError(f"data directory {data_dir} cannot be used: it holds {', '.join(content[:3])}"
+                        f"{', ...' if len(content) > 3 else ''}, but no MNIST file where it is read: {layout}, "
+                        f"the same four side by side, or their four .gz files; put MNIST there, or pass an "
+                        f"empty folder to get a copy")
 
 
 def download_mnist(data_dir, mirrors=None, gz_md5s=PUBLISHED_GZ_MD5, progress=False):
@@ -227,28 +330,52 @@ def _download_failure(exc):
 
 
 def _decompress(source, target, md5):
+    """Unpack `source` into `target` through a partial file of this call's own, so that two processes
+    unpacking at once never write into one file; the partial takes the name only once verified."""
     if not source.exists():
         raise DataError(f"missing {target}: put the MNIST file there, or its gzip file at {source}")
-    partial = target.with_name(target.name + ".partial")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    folder = target.parent
+    # no IDX name in it: MnistDataset would read a file named after one as MNIST
+    partial = folder / f".unpacking-{os.getpid()}-{secrets.token_hex(4)}.partial"
     digest = hashlib.md5()
     try:
-        with gzip.open(source, "rb") as src, open(partial, "wb") as dst:
-            for chunk in iter(lambda: src.read(1 << 20), b""):
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(partial, "xb") as dst:
+            for chunk in _gunzip(source):
                 digest.update(chunk)
                 dst.write(chunk)
-    except (OSError, EOFError, zlib.error) as exc:  # zlib.error: damaged compressed data
+    except OSError as exc:  # writing; a damaged source raises DataError in _gunzip
         partial.unlink(missing_ok=True)
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or "truncated"
-        raise DataError(f"cannot decompress {source}: {reason}; replace it with the original file") from None
-    except BaseException:  # an interruption: no partial file left behind
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise _Unwritable(folder, exc.strerror) from None
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DataError(f"cannot unpack {source.name} into {folder}: the disk is full ({exc.strerror}); "
+                            f"free some space there (MNIST takes 55 MB unpacked), or pass a --data_url "
+                            f"on another disk") from None
+        raise DataError(f"cannot unpack {source.name} into {folder}: {exc.strerror or exc}") from None
+    except BaseException:  # a damaged source, or an interruption: no partial file left behind
         partial.unlink(missing_ok=True)
         raise
     if digest.hexdigest() != md5:
         partial.unlink()
         raise DataError(f"{source} decompresses to MD5 {digest.hexdigest()}, expected {md5}; "
                         f"replace it with the original file")
-    os.replace(partial, target)  # atomic: an interrupted run never leaves a half-written IDX file
+    try:
+        os.replace(partial, target)  # atomic: a file of this name is always complete
+    except OSError:  # Windows: another process has just put the same file there, and has it open
+        partial.unlink(missing_ok=True)
+        if not target.is_file():
+            raise
+
+
+def _gunzip(source):
+    """The content of the gzip file `source`, in chunks; one line blaming it if it cannot be decompressed."""
+    try:
+        with gzip.open(source, "rb") as src:
+            yield from iter(lambda: src.read(1 << 20), b"")
+    except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError; zlib.error: damaged data
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or "truncated"
+        raise DataError(f"cannot decompress {source}: {reason}; replace it with the original file") from None
 
 
 def check_idx(path):
@@ -287,3 +414,55 @@ def _check_split(images, labels):
     values = labels.read_bytes()[8:]
     if values and max(values) > 9:
         raise DataError(f"{labels} has label {max(values)}, expected digits 0-9")
+
+
+MNIST_STEPS_PER_EPOCH = 1875  # 60,000 training images in batches of 32
+
+
+class SettingError(ValueError):
+    """A setting out of range: in Jupyter, the message alone (as UnsupportedMindSpore)."""
+
+    def _render_traceback_(self):
+        return [str(self)]
+
+
+def check_steps_per_epoch(text, maximum=MNIST_STEPS_PER_EPOCH, name="TUTORIAL_STEPS_PER_EPOCH"):
+    """The quick-run length that `text` asks for (None when it is empty: whole epochs); a SettingError in one
+    line when it is not a whole number from 1 to `maximum`, the batches of 32 in an epoch of MNIST."""
+    if text is None or not str(text).strip():
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not 1 <= value <= maximum:
+        raise SettingError(f"{name} must be a whole number from 1 to {maximum} (an epoch of MNIST has {maximum} "
+                           f"batches of 32), got {text}; leave it unset for whole epochs")
+    return value
+
+
+_cells_written = []  # the kernel whose cells are written already (the imports cell may run again)
+
+
+def let_mindspore_read_cells():
+    """In a Jupyter kernel, write each cell's code to the file name that ipykernel gives it, and remove
+    those files when the kernel exits; elsewhere do nothing. MindSpore reads a network's source file
+    when it compiles it, and a cell's file does not exist: it would print `[WARNING] ... may not
+    exists` and `[ERROR] ... Get realpath failed`."""
+    shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
+    if shell is None or not hasattr(shell, "kernel") or shell in _cells_written:
+        return
+    import atexit
+    import shutil
+
+    from ipykernel.compiler import get_file_name, get_tmp_directory
+
+    def write(source):
+        Path(get_file_name(source)).write_text(source)
+
+    os.makedirs(get_tmp_directory(), exist_ok=True)
+    atexit.register(shutil.rmtree, get_tmp_directory(), ignore_errors=True)
+    for cell in shell.history_manager.input_hist_raw:  # the cells run so far
+        write(cell)
+    shell.events.register("pre_run_cell", lambda info: write(info.raw_cell))
+    _cells_written.append(shell)

@@ -2,6 +2,8 @@
 import os
 import sys
 
+import mindspore as ms
+import numpy as np
 from mindspore.train import Callback
 from tqdm.auto import tqdm
 
@@ -17,10 +19,12 @@ def progress_enabled():
     return IN_NOTEBOOK or sys.stderr.isatty()
 
 
-def loss_value(net_outputs):
-    """The loss as a float, from what the training network returned."""
-    loss = net_outputs[0] if isinstance(net_outputs, (tuple, list)) else net_outputs
-    return float(loss.asnumpy())
+def step_loss(cb_params):
+    """The loss of the step just done, as a Python float, from what the training network returned."""
+    outputs = cb_params.net_outputs
+    if isinstance(outputs, (tuple, list)):
+        outputs = outputs[0]
+    return float(np.mean(outputs.asnumpy())) if isinstance(outputs, ms.Tensor) else float(outputs)
 
 
 class ProgressBar(Callback):
@@ -70,7 +74,7 @@ class ProgressBar(Callback):
             # sink of many steps, and cur_step_num, which counts from the start of the call, grows by the sink size.
             params = run_context.original_args()
             reached = (params.cur_step_num - 1) % params.batch_num + 1
-            self._advance(reached - self.bar.n, loss=f"{loss_value(params.net_outputs):.4f}")
+            self._advance(reached - self.bar.n, loss=f"{step_loss(params):.4f}")
 
     def on_eval_begin(self, run_context):
         self._open(run_context.original_args().batch_num, "test")

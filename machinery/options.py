@@ -4,10 +4,9 @@ import argparse
 import os
 import sys
 
-from mnist_data import SHIPPED_DIR
+from mnist_data import MNIST_STEPS_PER_EPOCH, SHIPPED_DIR, check_steps_per_epoch
 
 BACKENDS = ("Ascend", "GPU", "CPU")
-DEFAULT_TRAIN_DIR = "ckpt/train"  # train's own folder, beside the tutorial's files in ckpt/
 
 
 def positive_int(text):
@@ -48,6 +47,14 @@ def seed_int(text):
     return value
 
 
+def steps_per_epoch(text):
+    """--steps_per_epoch: checked as TUTORIAL_STEPS_PER_EPOCH is in the notebook."""
+    try:
+        return check_steps_per_epoch(text, name="--steps_per_epoch")
+    except ValueError as error:
+        raise argparse.ArgumentTypeError("must " + str(error).split(" must ", 1)[1]) from None
+
+
 def add_common_options(parser, suppress=False, runs=True):
     """The options every command takes. A command's own parser gives them no default (`suppress`),
     so that a value given before the command is kept, and one given after it wins. Those about data,
@@ -71,93 +78,38 @@ def add_common_options(parser, suppress=False, runs=True):
                              "Ascend, GPU, CPU)")
     parser.add_argument("--device_id", type=device_number, default=default(None), metavar="N",
                         help="which GPU or Ascend card of this host to use, from 0; the environment "
-                             "variable DEVICE_ID sets it too; ignored on CPU and under msrun, which "
-                             "assigns the cards itself (default: DEVICE_ID, or 0)")
+                             "variable DEVICE_ID sets it too; ignored on CPU, and refused under msrun, "
+                             "which assigns the cards itself (default: DEVICE_ID, or 0)")
 
 
-def add_ckpt_dir(parser, default_dir, suppress=False):
+def add_command_options(parser, command, suppress=False):
+    """The options that depend on what `command` (a commands.Command) does, and its own."""
     parser.add_argument("--ckpt_dir", default=argparse.SUPPRESS if suppress else None,
-                        help=f"folder for the checkpoint files (default: {default_dir})")
-
-
-def add_steps(parser, suppress=False):
-    parser.add_argument("--steps_per_epoch", type=positive_int, default=argparse.SUPPRESS if suppress else None,
-                        metavar="M", help="train M batches per epoch, on 32*M training images drawn at random, "
-                                          "for a quick run (default: all 1875)")
-
-
-def add_ckpt(parser):
-    parser.add_argument("--ckpt", default="latest",
-                        help="checkpoint file, 'latest' (the furthest position among the intact checkpoints "
-                             "in --ckpt_dir and its subfolders) or 'best' (the highest stored accuracy) "
-                             "(default: latest)")
+                        help=f"folder for the checkpoint files (default: {command.ckpt_dir})")
+    if command.trains:
+        parser.add_argument("--steps_per_epoch", type=steps_per_epoch, default=argparse.SUPPRESS if suppress else None,
+                            metavar="M", help=f"train M batches per epoch, on 32*M training images drawn at random, "
+                                              f"for a quick run (default: all {MNIST_STEPS_PER_EPOCH})")
+    if command.takes_ckpt:
+        parser.add_argument("--ckpt", default="latest",
+                            help="checkpoint file, 'latest' (the furthest position among the intact checkpoints "
+                                 "in --ckpt_dir and its subfolders) or 'best' (the highest stored accuracy) "
+                                 "(default: latest)")
+    for flags, settings in command.options:
+        parser.add_argument(*flags, **settings)
 
 
 def build_parser():
-    """The parser of main.py's command line, with a subparser for each command."""
-    parser = OneLineErrorParser(
-        allow_abbrev=False,
-        description="The MindSpore checkpoint tutorial on LeNet5 and MNIST. Without a command, "
-                    "run it all: train, resume from a checkpoint, and predict.")
+    """The parser of main.py's command line, with a subparser for each command of the table."""
+    from .commands import COMMANDS, LESSON
+    parser = OneLineErrorParser(allow_abbrev=False, description=LESSON.description)
     add_common_options(parser)
-    add_ckpt_dir(parser, "ckpt")
-    add_steps(parser)
-    commands = parser.add_subparsers(dest="command", title="commands")
-
-    def command(name, help, description, ckpt_dir="ckpt", steps=False, ckpt=False, runs=True):
-        sub = commands.add_parser(name, help=help, description=description, allow_abbrev=False)
-        add_common_options(sub, suppress=True, runs=runs)
-        add_ckpt_dir(sub, ckpt_dir, suppress=True)
-        if steps:
-            add_steps(sub, suppress=True)
-        if ckpt:
-            add_ckpt(sub)
-        return sub
-
-    train_cmd = command("train", "train, with exact resuming",
-                        "Train LeNet5, saving checkpoints that allow an exact continuation after any "
-                        "interruption.", ckpt_dir=DEFAULT_TRAIN_DIR, steps=True)
-    train_cmd.add_argument("--num_epochs", type=positive_int, default=2,
-                           help="train until the run has this many epochs in all: a continued run counts the "
-                                "epochs it already has (default: 2)")
-    train_cmd.add_argument("--lr", type=positive_float, default=0.01, help="learning rate (default: 0.01)")
-    train_cmd.add_argument("--seed", type=seed_int, default=0, metavar="S",
-                           help=f"seed for weights and data order, 0 to {SEED_MAX} (default: 0)")
-    train_cmd.add_argument("--save_steps", type=positive_int, default=None, metavar="K",
-                           help="also save every K steps (default: once per epoch)")
-    train_cmd.add_argument("--auto_resume", action="store_true",
-                           help="continue from the newest intact checkpoint in --ckpt_dir, if any (default: off: "
-                                "refuse a folder that has checkpoints)")
-    train_cmd.add_argument("--no_eval", dest="evaluate", action="store_false",
-                           help="skip the test-set evaluation after each epoch, and so the best checkpoint "
-                                "(default: evaluate)")
-    train_cmd.add_argument("--ckpt_format", choices=("ckpt", "safetensors"), default="ckpt",
-                           help="checkpoint file format (default: ckpt)")
-    resume_cmd = command("resume", "the tutorial's resume step: continue from a checkpoint",
-                         "Continue training from a checkpoint, network and optimizer state, with a new "
-                         "learning rate, as the tutorial's resume_train does.", steps=True, ckpt=True)
-    resume_cmd.add_argument("--num_epochs", type=positive_int, default=2,
-                            help="epochs to train after those the checkpoint holds: this many more, not "
-                                 "up to (default: 2)")
-    resume_cmd.add_argument("--lr", type=positive_float, default=0.001, help="learning rate (default: 0.001)")
-    command("infer", "predict the whole test set and save the figures",
-            "Predict the whole test set with a checkpoint, print the accuracy, and save "
-            "images/prediction.png, confusion_matrix.png and misclassified.png.", ckpt=True)
-    command("curves", "draw the curves of a 'train' run from its log",
-            "Draw the loss of every step and the test metrics of every epoch of the 'train' run in "
-            "--ckpt_dir, from its train_log.csv, with a mark where it was continued; save "
-            "images/train_curves.png.", ckpt_dir=DEFAULT_TRAIN_DIR, runs=False)
-    command("list", "list the checkpoints in --ckpt_dir and its subfolders",
-            "List every checkpoint in --ckpt_dir and its subfolders (train's, msrun's rank_<id>/): "
-            "position, stored metrics, and whether each file is intact.", runs=False)
-    export_cmd = command("export", "export for deployment",
-                         "Write LeNet5 with a checkpoint's weights as one MindIR or ONNX file, for "
-                         "inference on batches of 32 images of 1x32x32.", ckpt=True)
-    export_cmd.add_argument("--file_format", choices=("MINDIR", "ONNX"), default="MINDIR",
-                            help="file format (default: MINDIR)")
-    export_cmd.add_argument("--file_name", default="lenet5",
-                            help="path of the file to write, with or without its extension; an existing "
-                                 "file is never replaced (default: lenet5)")
+    add_command_options(parser, LESSON)
+    subparsers = parser.add_subparsers(dest="command", title="commands")
+    for name, command in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=command.help, description=command.description, allow_abbrev=False)
+        add_common_options(sub, suppress=True, runs=command.runs)
+        add_command_options(sub, command, suppress=True)
     return parser
 
 
@@ -233,6 +185,11 @@ def option_names(parser):
     return names
 
 
+def command_of(args):
+    from .commands import command_of
+    return command_of(args)
+
+
 def parse_args(argv=None):
     """Parse the command line. Unknown arguments are ignored (ModelArts adds its own), but not an
     abbreviation of one of ours, nor one of ours that the command does not take."""
@@ -246,7 +203,7 @@ def parse_args(argv=None):
             parser.exit(2, f"error: {option}: abbreviations are not accepted; write the whole option "
                            f"({' or '.join(whole)}); see {help_of}\n")
     misplaced = [item.split("=", 1)[0] for item in unknown if item.split("=", 1)[0] in names]
-    if args.steps_per_epoch is not None and args.command in ("infer", "list", "export"):
+    if args.steps_per_epoch is not None and not command_of(args).trains:
         misplaced.append("--steps_per_epoch")  # given before a command that does not take it
     if misplaced:
         where = f"'{args.command}'" if args.command else "the tutorial (no command)"
@@ -254,8 +211,13 @@ def parse_args(argv=None):
     if unknown:
         print("Ignoring unknown arguments:", *unknown)
     if args.ckpt_dir is None:
-        args.ckpt_dir = DEFAULT_TRAIN_DIR if args.command in ("train", "curves") else "ckpt"
+        args.ckpt_dir = command_of(args).ckpt_dir
     return args
+
+
+def in_msrun():
+    """Whether msrun started this process (it sets MS_WORKER_NUM for its workers)."""
+    return "MS_WORKER_NUM" in os.environ
 
 
 def environment_device_id():
@@ -273,10 +235,12 @@ def environment_device_id():
 
 def check_command_line(argv=None):
     """The script's first step, before MindSpore loads (which takes seconds, and warns of a bad
-    DEVICE_ID): answer --help, and refuse a bad option or DEVICE_ID in one line."""
-    parse_args(argv)
-    if "MS_WORKER_NUM" not in os.environ:  # under msrun, DEVICE_ID is msrun's business
+    DEVICE_ID): answer --help, and refuse a bad option, or a bad DEVICE_ID where a device is used, in
+    one line. Returns the options."""
+    args = parse_args(argv)
+    if command_of(args).runs and not in_msrun():  # under msrun, DEVICE_ID is msrun's
         try:
             environment_device_id()
         except ValueError as error:
             sys.exit(f"error: {error}")
+    return args

@@ -4,8 +4,6 @@ for bit, from the step it stopped at and with the same data order.
 The notebook's section "Surviving a crash" shows what it adds to MindSpore's own
 BackupAndRestore and OnRequestExit callbacks.
 """
-import csv
-import os
 import signal
 import sys
 import time
@@ -20,7 +18,9 @@ from mindspore.train import Callback, Model
 
 from .checkpoint_files import FORMATS, CheckpointError, all_checkpoints, all_finite, check_shapes, \
     read_checkpoint, regular_checkpoints, run_info, shown, write_checkpoint
-from .monitoring import ProgressBar
+from .monitoring import ProgressBar, step_loss
+from .stops import STOP_SIGNALS
+from .training_log import TrainingLog
 
 
 @dataclass
@@ -165,14 +165,6 @@ class CheckpointSaver(Callback):
                                       f"pass the same value to continue it exactly")
 
 
-def step_loss(cb_params):
-    """The loss of the step just done, as a Python float."""
-    outputs = cb_params.net_outputs
-    if isinstance(outputs, (tuple, list)):
-        outputs = outputs[0]
-    return float(np.mean(outputs.asnumpy())) if isinstance(outputs, ms.Tensor) else float(outputs)
-
-
 class Diverged(Exception):
     """The loss or the parameters stopped being finite: training cannot go on."""
 
@@ -213,87 +205,8 @@ class StopOnNonFinite(Callback):
         raise Diverged(f"{what} at epoch {epoch}, step {step} (global step {global_step})", self.kept())
 
 
-LOG_NAME = "train_log.csv"
-LOG_FIELDS = ("global_step", "epoch", "loss", "test_acc", "test_loss", "run")
-
-
-REQUIRED_FIELDS = ("global_step", "epoch", "run")  # the others are empty where they do not apply
-
-
-def read_log(path):
-    """The rows of a training log as dicts of numbers (None where empty). A row that is not whole, as
-    a crash or a power cut can leave the last one (fields missing or extra, a number cut short, no
-    step), is left out."""
-    rows = []
-    try:  # errors="replace": bytes a crash garbled fail the number check below, not the reading
-        with open(path, newline="", encoding="utf-8", errors="replace") as file:
-            for row in csv.DictReader(file):
-                try:
-                    if None in row or any(row.get(key) is None for key in LOG_FIELDS):
-                        continue  # too many fields, or too few
-                    values = {key: (float(row[key]) if row[key] else None) for key in LOG_FIELDS}
-                except (TypeError, ValueError, KeyError):
-                    continue
-                if all(values[key] is not None for key in REQUIRED_FIELDS):
-                    rows.append(values)
-    except FileNotFoundError:
-        pass
-    except csv.Error:  # such as a NUL byte: the rest of the file is garbled, the rows before it are kept
-        pass
-    return rows
-
-
-class TrainingLog(Callback):
-    """Appends each step's loss and each epoch's test metrics to <ckpt_dir>/train_log.csv.
-
-    `current_step()` is the number of steps done: put the log before the callback that counts them.
-
-    `start(step)` cuts the log back to global step `step`, where the run continues from, so that
-    it never holds a step trained twice; each process that continues the run gets a new `run`
-    number, which the curves mark.
-    """
-
-    def __init__(self, ckpt_dir, current_step, steps_per_epoch):
-        super().__init__()
-        self.path, self.current_step, self.steps_per_epoch = Path(ckpt_dir) / LOG_NAME, current_step, steps_per_epoch
-        self.file, self.writer, self.run = None, None, 1
-
-    def start(self, step):
-        kept = [row for row in read_log(self.path) if row["global_step"] <= step]
-        self.run = int(max(row["run"] for row in kept)) + 1 if kept else 1
-        partial = self.path.with_name("." + self.path.name)
-        with open(partial, "w", newline="", encoding="utf-8") as file:
-            writer = csv.writer(file)
-            writer.writerow(LOG_FIELDS)
-            writer.writerows([_log_cell(row[key]) for key in LOG_FIELDS] for row in kept)
-        os.replace(partial, self.path)
-        self.file = open(self.path, "a", newline="", encoding="utf-8")
-        self.writer = csv.writer(self.file)
-
-    def _append(self, step, loss=None, acc=None, test_loss=None):
-        epoch = (step - 1) // self.steps_per_epoch + 1
-        self.writer.writerow([step, epoch, *(_log_cell(v) for v in (loss, acc, test_loss)), self.run])
-        self.file.flush()
-
-    def on_train_step_end(self, run_context):  # before the CheckpointSaver counts the step: it is the next one
-        self._append(self.current_step() + 1, loss=step_loss(run_context.original_args()))
-
-    def epoch_metrics(self, metrics):
-        self._append(self.current_step(), acc=metrics.get("acc"), test_loss=metrics.get("loss"))
-
-    def close(self):
-        if self.file:
-            self.file.close()
-
-
-def _log_cell(value):
-    if value is None:
-        return ""
-    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else repr(float(value))
-
-
 class StopOnSignal(Callback):
-    """Turns SIGINT and SIGTERM into a stop after the current step, or after step `stop_after_step`.
+    """Turns SIGINT, SIGTERM and SIGHUP into a stop after the current step, or after step `stop_after_step`.
 
     The signal handler only raises a flag: the step finishes, its state is saved, and the run
     ends with `TrainingInterrupted`. (While a step runs, MindSpore's runtime catches SIGINT and
@@ -305,9 +218,7 @@ class StopOnSignal(Callback):
         self.current_step, self.stop_after_step = current_step, stop_after_step
         self.received, self.previous = [], {}
 
-    # SIGBREAK (Ctrl-Break) exists on Windows only; there SIGTERM is never delivered by another process
-    # (TerminateProcess cannot be caught), so Ctrl-C and Ctrl-Break are the clean stops.
-    SIGNALS = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGBREAK") if hasattr(signal, name)]
+    SIGNALS = STOP_SIGNALS
 
     def install(self):
         for sig in self.SIGNALS:
