@@ -84,8 +84,8 @@ os.environ.setdefault("GLOG_v", "2")
 if Path("/proc/cpuinfo").exists() and " avx512f" in Path("/proc/cpuinfo").read_text():
     os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
 
-from mnist_data import check_mindspore, check_steps_per_epoch, let_mindspore_read_cells, prepare_mnist, \
-    print_plain_numbers
+from mnist_data import SettingError, check_mindspore, check_steps_per_epoch, let_mindspore_read_cells, \
+    prepare_mnist, print_plain_numbers
 
 check_mindspore()  # no MindSpore, or one older than 2.7: one line saying what to install, not a traceback
 import matplotlib.pyplot as plt
@@ -94,6 +94,8 @@ import numpy as np
 from mindspore import nn
 from mindspore.dataset import MnistDataset, transforms, vision
 from mindspore.train import Accuracy, Callback, CheckpointConfig, Loss, LossMonitor, Model, ModelCheckpoint
+
+from machinery.folder_lock import hold_folder
 
 print_plain_numbers()  # print metrics as 0.98, not np.float64(0.98)
 let_mindspore_read_cells()  # in Jupyter, MindSpore reads a cell's code from a file (docs/notebook.md); else nothing
@@ -113,7 +115,7 @@ def set_device(device_target=None, device_id=None):
     available = available_devices()
     device_target = device_target or available[0]
     if device_target not in available:
-        raise ValueError(f"device_target {device_target} is not available here; available: {', '.join(available)}")
+        raise SettingError(f"device_target {device_target} is not available here; available: {', '.join(available)}")
     try:
         ms.set_device(device_target, None if device_target == "CPU" else device_id)  # a CPU has no card number
     except RuntimeError:  # MindSpore keeps the device it started on
@@ -274,15 +276,15 @@ def run_training(net, opt, data_dir, num_epochs, initial_epoch=0, ckpt_dir="ckpt
     # ModelCheckpoint counts the steps of this run; a resumed run's count starts at the optimizer's.
     ckpt_cfg = CheckpointConfig(save_checkpoint_steps=steps_per_epoch, keep_checkpoint_max=5, crc_check=True,
                                 append_info=["epoch_num", {"step_num": int(opt.global_step.asnumpy()[0])}])
-    ckpt_cb = ModelCheckpoint(prefix=ckpt_name, directory=ckpt_dir, config=ckpt_cfg)
     loss_cb = LossMonitor(steps_per_epoch)
-    best_cb = SaveBest(ckpt_cb, ckpt_dir)
-
     loss = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
     model = Model(net, loss, opt, metrics={"loss": Loss(), "acc": Accuracy()})  # a dict keeps this order
     sink = ms.get_context("device_target") == "Ascend" if sink is None else sink  # Ascend: whole epochs at once
-    model.fit(initial_epoch + num_epochs, ds_train, ds_eval, callbacks=[*callbacks, loss_cb, ckpt_cb, best_cb],
-              dataset_sink_mode=sink, valid_dataset_sink_mode=sink, initial_epoch=initial_epoch)
+    with hold_folder(ckpt_dir):  # no other run, from a notebook or a terminal, writes there meanwhile
+        ckpt_cb = ModelCheckpoint(prefix=ckpt_name, directory=ckpt_dir, config=ckpt_cfg)
+        best_cb = SaveBest(ckpt_cb, ckpt_dir)
+        model.fit(initial_epoch + num_epochs, ds_train, ds_eval, callbacks=[*callbacks, loss_cb, ckpt_cb, best_cb],
+                  dataset_sink_mode=sink, valid_dataset_sink_mode=sink, initial_epoch=initial_epoch)
     last = os.path.join(ckpt_dir, os.path.basename(ckpt_cb.latest_ckpt_file_name))  # as we named the folder
     return last, best_cb.best_file
 
@@ -299,18 +301,24 @@ def train(data_dir, lr=0.01, momentum=0.9, num_epochs=2, **options):
 CKPT_1, _ = train(data_dir, ckpt_dir=CKPT_DIR, steps_per_epoch=STEPS_PER_EPOCH)
 
 
-def print_checkpoints(title, ckpt_dir):
-    print(title, *sorted(name for name in os.listdir(ckpt_dir) if name.startswith("lenet")), sep="\n")
+def print_checkpoints(title, *checkpoints):
+    """Print the files of the runs that saved `checkpoints`, not those of earlier runs in the folder."""
+    for ckpt in checkpoints:
+        folder, run = os.path.dirname(ckpt), os.path.basename(ckpt).rsplit("-", 1)[0]  # lenet, lenet_1, ...
+        title += "".join(f"\n{name}" for name in sorted(os.listdir(folder)) if name.rsplit("-", 1)[0] == run)
+    print(title)
 
 
-print_checkpoints("Checkpoints after first training:", CKPT_DIR)
+print_checkpoints("Checkpoints after first training:", CKPT_1)
 
 # %% [markdown]
 # The loss of the last step of each epoch jumps around; the test accuracy after each epoch is
 # what to watch, and it reaches at least 0.97 after two epochs. The listing shows one
 # checkpoint per epoch, the best one, and the graph. If `ckpt/` already holds files of an
 # earlier run, MindSpore leaves them alone and gives this run's files the prefix `lenet_1`
-# (then `lenet_2`, and so on), and the listing shows both.
+# (then `lenet_2`, and so on); the listing shows this run's files only. To start clean, pass a
+# fresh folder (`TUTORIAL_CKPT_DIR`, or the script's `--ckpt_dir`), or delete `ckpt/` yourself:
+# nothing here deletes a checkpoint. MindSpore makes checkpoints read-only, so use `rm -rf ckpt`.
 
 # %% [markdown]
 # ### Resuming training from a checkpoint
@@ -357,7 +365,7 @@ def resume_train(data_dir, ckpt_file, lr=0.001, momentum=0.9, num_epochs=2, **op
 
 # %%
 CKPT_2, CKPT_BEST = resume_train(data_dir, CKPT_1, ckpt_dir=CKPT_DIR, steps_per_epoch=STEPS_PER_EPOCH)
-print_checkpoints("Checkpoints after resuming training:", CKPT_DIR)
+print_checkpoints("Checkpoints after resuming training:", CKPT_1, CKPT_2)
 
 # %% [markdown]
 # Both lists of parameters not loaded are empty: the file fits the network and the optimizer.
@@ -728,12 +736,12 @@ def export_model(ckpt_file, file_format="MINDIR", file_name="lenet5"):
 
 
 # %% [markdown]
-# The lesson writes `ckpt/lenet5.mindir`, next to the checkpoints, and leaves `lenet5.mindir`
+# The lesson writes `ckpt/lenet_1.mindir`, next to the run's checkpoints, and leaves `lenet5.mindir`
 # to `python main.py export`. The exported MindIR loads with `ms.load` into a `GraphCell`, which
 # runs it like any network. Its predictions on a test batch are those of the checkpoint:
 
 # %%
-mindir = export_model(CKPT_BEST, file_name=os.path.join(CKPT_DIR, "lenet5"))
+mindir = export_model(CKPT_BEST, file_name=CKPT_BEST.replace("-best.ckpt", ""))  # ckpt/lenet_1.mindir
 print(f"Exported {CKPT_BEST} to {mindir}, input shape {EXPORT_INPUT_SHAPE}")
 deployed = nn.GraphCell(ms.load(str(mindir)))
 batch = ms.Tensor(images[:32])

@@ -10,7 +10,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import main  # noqa: E402  (sets the oneDNN cap before MindSpore loads)
+from machinery.lesson import load_definitions  # noqa: E402
+
+main = load_definitions()  # sets the oneDNN cap before MindSpore loads
 from mindspore.train import Model  # noqa: E402
 from mnist_data import SHIPPED_DIR  # noqa: E402
 from profile_step import timed_steps  # noqa: E402

@@ -99,23 +99,47 @@ def regular_checkpoints(ckpt_dir, prefix=None):
     found = []
     for path in Path(ckpt_dir).glob("*-*_*.*"):
         match = REGULAR.fullmatch(path.name)
-        if match and not path.name.startswith(".") and (prefix is None or match["prefix"] == prefix):
+        if match and not path.name.startswith(".") and path.is_file() and (prefix is None or match["prefix"] == prefix):
             found.append((int(match["epoch"]), int(match["step"]), path.stat().st_mtime, path))
     return [path for *_, path in sorted(found, reverse=True)]
 
 
 def all_checkpoints(ckpt_dir):
-    """Every checkpoint file in `ckpt_dir`, newest written first; not those still being written."""
-    paths = [p for fmt in FORMATS for p in Path(ckpt_dir).glob(f"*.{fmt}") if not p.name.startswith(".")]
+    """Every checkpoint file in `ckpt_dir`, newest written first; not those still being written, nor a link
+    to nothing (its stat fails) or to a folder."""
+    paths = [p for fmt in FORMATS for p in Path(ckpt_dir).glob(f"*.{fmt}") if not p.name.startswith(".")
+             and p.is_file()]
     return sorted(paths, key=lambda p: (p.stat().st_mtime, p.name), reverse=True)
 
 
 def checkpoint_tree(ckpt_dir):
     """Every checkpoint file in `ckpt_dir` and in the folders below it (msrun's rank_<id>/, the
-    tutorial's and train's folders), whichever command wrote it; not those still being written."""
+    tutorial's and train's folders), whichever command wrote it; not those still being written.
+
+    A linked folder is searched like a real one (Path.rglob skips them); a link to a folder that holds
+    it would make the search endless, and is refused in one line."""
     check_dir(ckpt_dir)
-    return [p for fmt in FORMATS for p in Path(ckpt_dir).rglob(f"*.{fmt}")
-            if p.is_file() and not p.name.startswith(".")]
+    found = []
+
+    def search(folder, above):  # above: (device, inode) of each folder from ckpt_dir down to `folder`
+        try:
+            children = sorted(os.scandir(folder), key=lambda entry: entry.name)
+        except OSError:  # unreadable: skipped, as Path.rglob did
+            return
+        for entry in children:
+            if entry.is_dir():  # follows a link
+                info = os.stat(entry.path)  # not entry.stat(): on Windows its st_ino is 0
+                if (info.st_dev, info.st_ino) in above:
+                    raise CheckpointError(f"{shown(entry.path)} is a link to {shown(os.path.realpath(entry.path))}, "
+                                          f"a folder that holds it, so searching --ckpt_dir {ckpt_dir} would never "
+                                          f"end; remove the link, or point it at another folder")
+                search(entry.path, above | {(info.st_dev, info.st_ino)})
+            elif entry.is_file() and not entry.name.startswith(".") and Path(entry.name).suffix[1:] in FORMATS:
+                found.append(Path(entry.path))
+
+    root = os.stat(ckpt_dir)
+    search(ckpt_dir, {(root.st_dev, root.st_ino)})
+    return found
 
 
 def check_dir(ckpt_dir):

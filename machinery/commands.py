@@ -64,7 +64,7 @@ def resume(lesson, args, shard):
     last, _ = trained(lesson.resume_train(data_dir, ckpt_file, args.lr, num_epochs=args.num_epochs,
                                           callbacks=[StopOnNonFinite(), ProgressBar()], ckpt_dir=args.ckpt_dir,
                                           steps_per_epoch=args.steps_per_epoch))
-    lesson.print_checkpoints("Checkpoints after resuming training:", args.ckpt_dir)
+    lesson.print_checkpoints("Checkpoints after resuming training:", last)
     return run_files(last)
 
 

@@ -5,7 +5,7 @@ import os
 import sys
 from pathlib import Path
 
-from mnist_data import DataError, SettingError
+from mnist_data import DataError, SettingError, check_mindspore
 
 from .commands import command_of
 from .errors import UsageError
@@ -20,7 +20,10 @@ def start(argv=None):
     args = check_command_line(argv)  # --help and bad options answered before MindSpore loads
     if args.no_progress:
         os.environ["TQDM_DISABLE"] = "1"  # tqdm's own switch, which ProgressBar follows
-    from . import stops  # imports MindSpore
+    if not command_of(args).runs:
+        os.environ.pop("DEVICE_ID", None)  # no device used: MindSpore would warn of a bad one as it loads
+    check_mindspore()  # no MindSpore, or one too old: one line, before anything imports it
+    from . import stops
     stops.catch_stop_signals()
     from .checkpoint_files import CheckpointError, disk_full
     from .cloud_storage import StorageError, publish
@@ -65,7 +68,7 @@ def start(argv=None):
 def check_outputs(args, command):
     """Before any work: the folders and URLs the run will write to."""
     from .cloud_storage import check_reachable, check_train_url, is_remote
-    from .outputs import FIGURES_DIR, check_path_length, check_writable
+    from .outputs import FIGURES_DIR, check_path_length, check_writable, make_writable_dir
     if not command.runs:
         return
     check_reachable(args.data_url, "--data_url")
@@ -79,16 +82,15 @@ def check_outputs(args, command):
                                                            "another folder")
     if command.trains and command.name != "train":  # MindSpore's ModelCheckpoint saves there
         check_path_length(args.ckpt_dir)
+    if command.name is None:
+        make_writable_dir(args.ckpt_dir, "--ckpt_dir")
 
 
 def run_command(lesson, args, command):
     """Run `command` with the lesson's definitions; return the files to copy to --train_url."""
     shard = (0, 1)
     if command.runs:
-        try:
-            lesson.set_device(args.device_target, args.device_id)
-        except ValueError as error:
-            raise UsageError(error) from None
+        lesson.set_device(args.device_target, args.device_id)
         shard = lesson.init_data_parallel()
         if shard[1] > 1 and not command.distributed:
             raise UsageError("under msrun, run the 'train' command; the others run in one process")
@@ -100,7 +102,6 @@ def run_lesson(lesson, args):
     command line; return this run's checkpoint files and figures."""
     from .checkpoint_files import run_files
     from .cloud_storage import fetch_dir
-    from .folder_lock import claim_dir
     from .stops import trained
     settings = {"TUTORIAL_DEVICE_TARGET": args.device_target, "TUTORIAL_STEPS_PER_EPOCH": args.steps_per_epoch,
                 "TUTORIAL_CKPT_DIR": args.ckpt_dir, "DEVICE_ID": args.device_id,
@@ -108,7 +109,6 @@ def run_lesson(lesson, args):
     for name, value in settings.items():
         if value is not None:  # unset: the lesson's default, or the environment's
             os.environ[name] = str(value)
-    claim_dir(args.ckpt_dir)
     cells = {"__name__": "__lesson__", "__file__": lesson.__file__}  # not "__main__": the script-only cells rest
     module = sys.modules["__lesson__"] = type(sys)("__lesson__")  # where MindSpore looks up the cells' globals
     module.__dict__.update(cells)

@@ -73,9 +73,11 @@ def small_mnist(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def cpu():
-    import main
-    main.set_device("CPU")
-    return main
+    """The lesson's definitions (machinery/lesson.py), on the CPU."""
+    from machinery.lesson import load_definitions
+    lesson = load_definitions()
+    lesson.set_device("CPU")
+    return lesson
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@ import time
 import numpy as np
 import pytest
 
-from machinery.checkpoint_files import LOCK_NAME, RUN_INFO, read_checkpoint, regular_checkpoints
+from machinery.checkpoint_files import RUN_INFO, read_checkpoint, regular_checkpoints
+from machinery.folder_lock import LOCK_NAME
 from conftest import ROOT, run_script, script_command
 
 pytestmark = pytest.mark.slow  # every test here runs MindSpore for seconds or more

@@ -10,12 +10,13 @@ the epoch's batches when called once, as the device does. The callbacks, the cou
 import os
 import re
 import subprocess
+import sys
 
 import pytest
 from mindspore import nn
 from mindspore.train import Callback, History, Model
 
-from conftest import mnist_subset, script_command
+from conftest import ROOT, mnist_subset
 
 
 pytestmark = pytest.mark.slow  # every test here runs MindSpore for seconds or more
@@ -27,10 +28,19 @@ def short_last_batch_mnist(tmp_path_factory):
     return mnist_subset(tmp_path_factory.mktemp("short") / "mnist", 160, 1100)
 
 
-def test_the_script_asks_for_sink_mode_with_the_test_switch(tmp_path, short_last_batch_mnist):
-    env = {**os.environ, "TUTORIAL_SINK_MODE": "1", "GLOG_v": "1", "MPLBACKEND": "Agg"}  # GLOG_v=1: INFO
-    result = subprocess.run(script_command("--data_url", str(short_last_batch_mnist), "--steps_per_epoch", "5"),
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+def test_the_lessons_training_asks_for_sink_mode_when_told(tmp_path, short_last_batch_mnist):
+    """The lesson's train, resume_train and infer with sink=True, as on Ascend, in a process of their own."""
+    data = str(short_last_batch_mnist)
+    code = (f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
+            "from machinery.lesson import load_definitions\n"
+            "lesson = load_definitions()\n"
+            "lesson.set_device('CPU')\n"
+            f"last, _ = lesson.train({data!r}, steps_per_epoch=5, sink=True)\n"
+            f"_, best = lesson.resume_train({data!r}, last, steps_per_epoch=5, sink=True)\n"
+            f"lesson.infer({data!r}, best)\n")
+    env = {**os.environ, "GLOG_v": "1", "MPLBACKEND": "Agg"}  # GLOG_v=1: INFO
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "CPU cannot support dataset sink mode currently" in result.stderr  # asked for, and refused
     assert [int(n) for n in re.findall(r"^epoch: (\d) step: 5,", result.stdout, re.M)] == [1, 2, 3, 4]
