@@ -85,7 +85,7 @@ if Path("/proc/cpuinfo").exists() and " avx512f" in Path("/proc/cpuinfo").read_t
     os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
 
 from mnist_data import SettingError, check_mindspore, check_steps_per_epoch, let_mindspore_read_cells, \
-    prepare_mnist, print_plain_numbers
+    mnist_split, prepare_mnist, print_plain_numbers
 
 check_mindspore()  # no MindSpore, or one older than 2.7: one line saying what to install, not a traceback
 import matplotlib.pyplot as plt
@@ -96,7 +96,6 @@ from mindspore.dataset import MnistDataset, transforms, vision
 from mindspore.train import Accuracy, Callback, CheckpointConfig, Loss, LossMonitor, Model, ModelCheckpoint
 
 from machinery.folder_lock import hold_folder
-
 print_plain_numbers()  # print metrics as 0.98, not np.float64(0.98)
 let_mindspore_read_cells()  # in Jupyter, MindSpore reads a cell's code from a file (docs/notebook.md); else nothing
 
@@ -110,6 +109,7 @@ def available_devices():
     return available
 
 
+# %%
 def set_device(device_target=None, device_id=None):
     """Run on `device_target` (card `device_id`), or on the best device available; return its name."""
     available = available_devices()
@@ -120,9 +120,8 @@ def set_device(device_target=None, device_id=None):
         ms.set_device(device_target, None if device_target == "CPU" else device_id)  # a CPU has no card number
     except RuntimeError:  # MindSpore keeps the device it started on
         ms.set_device(*ms.get_current_device())  # the failed call has already changed the context's device_target
-        current = ms.get_current_device().device_target
-        print(f"MindSpore already runs on {current}; restart the kernel to switch to {device_target}")
-        return current
+        raise SettingError(f"MindSpore already runs on {ms.get_current_device().device_target}; restart the "
+                           f"kernel to switch to {device_target}") from None
     ms.set_context(mode=ms.GRAPH_MODE)
     print(f"Device: {device_target} (available: {', '.join(available)})")
     return device_target
@@ -140,8 +139,7 @@ def set_device(device_target=None, device_id=None):
 DEVICE_TARGET = os.environ.get("TUTORIAL_DEVICE_TARGET") or None
 DEVICE_ID = int(os.environ.get("DEVICE_ID", 0))  # which card, as in the original
 STEPS_PER_EPOCH = check_steps_per_epoch(os.environ.get("TUTORIAL_STEPS_PER_EPOCH"))  # None: whole epochs
-DATA_DIR = os.environ.get("TUTORIAL_DATA_DIR", "MNIST")
-CKPT_DIR = os.environ.get("TUTORIAL_CKPT_DIR", "ckpt")
+DATA_DIR, CKPT_DIR = os.environ.get("TUTORIAL_DATA_DIR", "MNIST"), os.environ.get("TUTORIAL_CKPT_DIR", "ckpt")
 device_target = set_device(DEVICE_TARGET, DEVICE_ID)
 
 # %% [markdown]
@@ -156,7 +154,7 @@ device_target = set_device(DEVICE_TARGET, DEVICE_ID)
 def create_dataset(data_dir, training=True, batch_size=32, resize=(32, 32), rescale=1 / (255 * 0.3081),
                    shift=-0.1307 / 0.3081, buffer_size=64, num_samples=None, num_shards=None, shard_id=None):
     """The MNIST training or test set (`num_samples` images of it, a shard with num_shards), batched for LeNet5."""
-    dataset = MnistDataset(os.path.join(data_dir, "train" if training else "test"), num_samples=num_samples,
+    dataset = MnistDataset(*mnist_split(data_dir, training), num_samples=num_samples,
                            num_shards=num_shards, shard_id=shard_id)
     dataset = dataset.map(input_columns=["image"], operations=[
         vision.Resize(resize), vision.Rescale(rescale, shift), vision.HWC2CHW()])
@@ -272,7 +270,6 @@ def run_training(net, opt, data_dir, num_epochs, initial_epoch=0, ckpt_dir="ckpt
     ds_train = create_dataset(data_dir, num_samples=steps_per_epoch * 32 if steps_per_epoch else None)
     ds_eval = create_dataset(data_dir, training=False, batch_size=1000)  # fewer, larger batches: quicker
     steps_per_epoch = ds_train.get_dataset_size()
-
     # ModelCheckpoint counts the steps of this run; a resumed run's count starts at the optimizer's.
     ckpt_cfg = CheckpointConfig(save_checkpoint_steps=steps_per_epoch, keep_checkpoint_max=5, crc_check=True,
                                 append_info=["epoch_num", {"step_num": int(opt.global_step.asnumpy()[0])}])
@@ -301,6 +298,7 @@ def train(data_dir, lr=0.01, momentum=0.9, num_epochs=2, **options):
 CKPT_1, _ = train(data_dir, ckpt_dir=CKPT_DIR, steps_per_epoch=STEPS_PER_EPOCH)
 
 
+# %%
 def print_checkpoints(title, *checkpoints):
     """Print the files of the runs that saved `checkpoints`, not those of earlier runs in the folder."""
     for ckpt in checkpoints:
@@ -483,7 +481,7 @@ BACKBONE = ("conv1.", "conv2.", "fc1.", "fc2.")  # every layer but fc3, the head
 def parity_dataset(data_dir, training=True, num_images=None):
     """MNIST labelled 1 for an odd digit and 0 for an even one; with `num_images`, the first so many only."""
     sampler = SubsetRandomSampler(range(num_images)) if num_images else None
-    dataset = MnistDataset(os.path.join(data_dir, "train" if training else "test"), sampler=sampler)
+    dataset = MnistDataset(*mnist_split(data_dir, training), sampler=sampler)
     dataset = dataset.map(input_columns=["image"], operations=[
         vision.Resize((32, 32)), vision.Rescale(1 / (255 * 0.3081), -0.1307 / 0.3081), vision.HWC2CHW()])
     dataset = dataset.map(input_columns=["label"], operations=[lambda digit: digit % 2, transforms.TypeCast(ms.int32)])

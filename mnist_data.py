@@ -128,7 +128,7 @@ def prepare_mnist(data_dir=SHIPPED_DIR, progress=False, md5s=MNIST_FILES):
     An empty folder gets the copy shipped in MNIST/, or else a download (see `download_mnist`); one that
     holds anything else is refused, saying what it holds and the layouts read.
 
-    Every IDX file is checked (header, size, labels); one whose .gz is at hand is also checked by the
+    Every IDX file is checked (header, size, labels); one whose .gz is in `data_dir` is also checked by the
     MD5 of its content (`md5s`, {split: {IDX file name: MD5}}), and one that fails is unpacked again
     from the .gz, with a line saying so. Hashing all four takes about 0.1 s, so it happens on each call.
     Two processes may unpack at once: each writes a file of its own, which takes its final name only
@@ -145,21 +145,24 @@ def prepare_mnist(data_dir=SHIPPED_DIR, progress=False, md5s=MNIST_FILES):
                         f"make it readable, or pass --data_url pointing at a copy you can read")
     names = [name for files in md5s.values() for name in files]
     has_gz = any((data_dir / f"{name}.gz").exists() for name in names)
-    # the .gz files come first: MnistDataset would read them as IDX files in a folder beside the IDX files
     side_by_side = {name for name in names if (data_dir / name).exists()}
-    flat = bool(side_by_side) and not has_gz and not _is_nested(data_dir, md5s)
+    nested = _is_nested(data_dir, md5s)
+    # the .gz files come first: MnistDataset would read them as IDX files in a folder beside the IDX files
+    flat = bool(side_by_side) and not has_gz and not nested
     gz_dir = data_dir
     if flat and side_by_side == set(md5s.get(data_dir.name, ())):
         raise DataError(f"data directory {data_dir} cannot be used: it is the {data_dir.name}/ folder of an MNIST "
                         f"layout; pass --data_url {data_dir.parent}")
-    if not (flat or has_gz or _is_nested(data_dir, md5s)):
+    shipped = data_dir.resolve() != SHIPPED_DIR and all((SHIPPED_DIR / f"{name}.gz").is_file() for name in names)
+    if not (flat or has_gz or nested):
         _check_empty(data_dir, md5s)  # the shipped copy or a download goes into an empty folder only
-        shipped = [SHIPPED_DIR / f"{name}.gz" for name in names]
-        if data_dir.resolve() != SHIPPED_DIR and all(gz.is_file() for gz in shipped):
+        if shipped:
             print(f"No MNIST files in {data_dir}: unpacking the copy shipped in {SHIPPED_DIR}")
             gz_dir = SHIPPED_DIR
         else:
             download_mnist(data_dir, progress=progress)
+    elif nested and not has_gz and shipped and _part_of_the_shipped_copy(data_dir, md5s):
+        gz_dir = SHIPPED_DIR  # another run is unpacking it here (or was killed doing so): complete it
     try:
         _complete(data_dir, flat, gz_dir, md5s)
         return data_dir
@@ -187,6 +190,16 @@ def mnist_split(data_dir, training=True):
 
 def _is_nested(data_dir, md5s=MNIST_FILES):
     return any((Path(data_dir) / split / name).exists() for split, files in md5s.items() for name in files)
+
+
+def _part_of_the_shipped_copy(data_dir, md5s):
+    """Whether `data_dir` holds some of the files of train/ and test/, not all, each one intact: so far as another
+    run has unpacked the shipped copy into this once empty folder. Files of other content are the user's, and a
+    missing one is never taken from the shipped copy beside them."""
+    present = [(data_dir / split / name, md5) for split, files in md5s.items() for name, md5 in files.items()
+               if (data_dir / split / name).exists()]
+    complete = len(present) == sum(len(files) for files in md5s.values())
+    return not complete and all(path.is_file() and _md5(path) == md5 for path, md5 in present)
 
 
 def _complete(root, flat, gz_dir, md5s):
@@ -257,7 +270,8 @@ def _md5(path):
 def _check_empty(data_dir, md5s):
     """Fail with one line, showing the layouts read, if `data_dir` holds anything: files that are not
     MNIST in a layout we read are the user's, never to be replaced by the shipped digits."""
-    content = sorted(p.name for p in data_dir.iterdir() if not p.name.startswith("."))
+    content = sorted(p.name for p in data_dir.iterdir() if not p.name.startswith(".") and not (
+        p.name in md5s and p.is_dir() and all(c.name.startswith(".") for c in p.iterdir())))  # being unpacked into
     if content:
         layout = ", ".join(f"{split}/{name}" for split, files in md5s.items() for name in files)
         raise DataError(f"data directory {data_dir} cannot be used: it holds {', '.join(content[:3])}"
@@ -348,7 +362,7 @@ def _decompress(source, target, md5):
         partial.unlink(missing_ok=True)
         if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise _Unwritable(folder, exc.strerror) from None
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):  # EDQUOT: a full quota
             raise DataError(f"cannot unpack {source.name} into {folder}: the disk is full ({exc.strerror}); "
                             f"free some space there (MNIST takes 55 MB unpacked), or pass a --data_url "
                             f"on another disk") from None

@@ -288,57 +288,21 @@ def _cell(value):
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-LOCK_NAME = ".train.lock"
-_held_locks = []  # open, locked files: the operating system releases them when the process ends
-
-
-class FolderInUse(CheckpointError):
-    """Another process trains into the folder."""
-
-
-def claim_folder(ckpt_dir, command):
-    """Take the lock that lets one process at a time train into `ckpt_dir`, or fail with one line
-    naming the process that holds it. `fcntl.flock` locks die with their holder, so a process
-    killed by SIGKILL leaves no stale lock; a clean exit also removes the lock file."""
-    import fcntl
-    path = Path(ckpt_dir) / LOCK_NAME
-    while True:
-        handle = open(path, "a+", encoding="utf-8")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "a process that has not written its name yet"
-            handle.close()
-            raise FolderInUse(f"{ckpt_dir} is in use by another run ({holder}); wait for it to end, "
-                              f"or choose another --ckpt_dir") from None
-        try:  # the holder may have removed the file between our open and our lock: lock the new one
-            same = os.fstat(handle.fileno()).st_ino == os.stat(path).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            break
-        handle.close()
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"pid {os.getpid()}: {command}\n")
-    handle.flush()
-    _held_locks.append((path, handle))
-
-
-def release_folders():
-    """Remove the lock files this process holds, then let go of them."""
-    while _held_locks:
-        path, handle = _held_locks.pop()
-        Path(path).unlink(missing_ok=True)  # while still locked: no other process can be holding it
-        handle.close()
-
-
-def newest_checkpoint(ckpt_dir):
-    """The newest complete checkpoint in `ckpt_dir`, its best one aside; None if there is none. Files
-    still being written (.saving-*, MindSpore's *.tmp) never count."""
-    found = [p for p in all_checkpoints(ckpt_dir) if "-best." not in p.name] if Path(ckpt_dir).is_dir() else []
+def newest_checkpoint(ckpt_dir, since=0.0):
+    """The newest complete checkpoint in `ckpt_dir` written at `since` (a time.time()) or later, its best
+    one aside; None if there is none. Files still being written (.saving-*, MindSpore's *.tmp) never count."""
+    found = [p for p in all_checkpoints(ckpt_dir) if "-best." not in p.name and p.stat().st_mtime >= since] \
+        if Path(ckpt_dir).is_dir() else []
     return found[0] if found else None
+
+
+def stored_epoch(path):
+    """The epochs complete in the checkpoint `path`, as resume_train counts them: 'train' stores its
+    position (step_num, steps_per_epoch), the lesson's ModelCheckpoint the epoch; plain weights none."""
+    info = run_info(read_checkpoint(path))
+    if "steps_per_epoch" in info and "step_num" in info:
+        return int(info["step_num"]) // int(info["steps_per_epoch"])
+    return int(info.get("epoch_num", 0))
 
 
 def all_finite(network):

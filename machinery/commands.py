@@ -60,6 +60,7 @@ def resume(lesson, args, shard):
     from .resumable import StopOnNonFinite
     from .stops import trained
     data_dir, ckpt_file = data_dir_of(args), checkpoint_of(lesson, args)
+    args.ckpt = ckpt_file  # a stop counts the epochs left from it (stops.py)
     claim_dir(args.ckpt_dir, shard)
     last, _ = trained(lesson.resume_train(data_dir, ckpt_file, args.lr, num_epochs=args.num_epochs,
                                           callbacks=[StopOnNonFinite(), ProgressBar()], ckpt_dir=args.ckpt_dir,

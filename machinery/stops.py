@@ -5,13 +5,17 @@ import shlex
 import signal
 import sys
 import threading
+import time
 
-from .checkpoint_files import newest_checkpoint, shown
+from .checkpoint_files import newest_checkpoint, shown, stored_epoch
 from .options import command_index, in_msrun
 
 # SIGHUP: a closed terminal or SSH session, which would kill the process at once, with nothing saved.
 # SIGBREAK (Ctrl-Break) exists on Windows only; there SIGTERM is never delivered by another process.
 STOP_SIGNALS = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK") if hasattr(signal, name)]
+
+STARTED = time.time()  # a checkpoint older than this process is another run's
+LESSON_EPOCHS = 4  # the lesson trains 2 epochs, then resume_train 2 more
 
 _late_signals = []  # stop signals that arrived once training was complete
 _pending_signals = []  # stop signals that arrived while a finalizer ran, where raising would be lost
@@ -104,38 +108,47 @@ def _without(argv, option, takes_value=True):
     return kept
 
 
-def continue_command(args, argv, ckpt_file=None):
+def continue_command(args, argv, ckpt_file=None, num_epochs=None):
     """The exact command that continues from what is on disk: 'train --auto_resume' for a 'train'
-    run, the tutorial's 'resume --ckpt <file>' for its own steps, and else the command again."""
+    run, the tutorial's 'resume --ckpt <file> --num_epochs <the epochs left>' for its own steps, and
+    else the command again."""
     if args.command == "train":
         rest = _without(argv, "--auto_resume", takes_value=False)
         rest.insert(command_index(rest, "train") + 1, "--auto_resume")
     elif args.command in (None, "resume") and ckpt_file:
-        rest = _without(argv, "--ckpt")
+        rest = _without(_without(argv, "--ckpt"), "--num_epochs")
         if args.command is None:
             rest = ["resume", *rest]
         at = command_index(rest, "resume") + 1
         rest[at:at] = ["--ckpt", str(ckpt_file)]
+        rest += ["--num_epochs", str(num_epochs)]
     else:
         rest = argv
     return shlex.join(["python", sys.argv[0], *rest])
 
 
 def stop_message(args, argv, signum):
-    """One line for a stop by `signum`: what is on disk, and the command that continues."""
+    """One line for a stop by `signum`: what this run saved, and the command that continues it to
+    where it would have ended."""
     name = signal.Signals(signum).name
     if args.command in ("infer", "export", "curves", "list"):
         return f"Stopped by {name}; nothing was written. To run it again: {continue_command(args, argv)}"
-    ckpt_dir = args.ckpt_dir if args.command != "train" else _train_folder(args.ckpt_dir)
-    last = newest_checkpoint(ckpt_dir)
-    if args.command == "train":
+    if args.command == "train":  # its continuation takes the newest checkpoint in its folder, whoever wrote it
+        last = newest_checkpoint(_train_folder(args.ckpt_dir))
         kept = f"; the newest checkpoint is {shown(last)}" if last else " before training started; no checkpoint " \
                                                                       "was saved yet"
         return f"Stopped by {name}{kept}. To continue: {continue_command(args, argv)}"
+    last = newest_checkpoint(args.ckpt_dir, since=STARTED)
     if last is None:
-        return f"Stopped by {name}; no checkpoint was saved yet. To start again: {continue_command(args, argv)}"
+        return (f"Stopped by {name}; no checkpoint was saved by this run. To start again: "
+                f"{continue_command(args, argv)}")
+    target = LESSON_EPOCHS if args.command is None else stored_epoch(args.ckpt) + args.num_epochs
+    left = target - stored_epoch(last)
+    if left < 1:
+        return (f"Stopped by {name} after the last epoch: training is complete, in {shown(last)}. To see its "
+                f"predictions: python {sys.argv[0]} infer --ckpt {shown(last)}")
     return (f"Stopped by {name}; the last complete checkpoint is {shown(last)}. To continue from it: "
-            f"{continue_command(args, argv, shown(last))}")
+            f"{continue_command(args, argv, shown(last), left)}")
 
 
 def _train_folder(ckpt_dir):

@@ -118,6 +118,16 @@ def run_script(cwd, *args, main=ROOT / "main.py", timeout=900):
     return subprocess.run(script_command(*args, main=main), cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
+def one_error_line(result):
+    """The one `error:` line of a finished run that failed as it should: no traceback, no usage text,
+    no MindSpore [WARNING] or [ERROR] lines."""
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr and "usage:" not in result.stderr
+    assert "[WARNING]" not in result.stderr and "[ERROR]" not in result.stderr, result.stderr
+    return lines[0]
+
+
 def assert_saved_the_figures(infer):
     """`infer` (a finished run of the command) saved its three figures."""
     for name in ("prediction", "confusion_matrix", "misclassified"):

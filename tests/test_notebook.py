@@ -18,8 +18,9 @@ COMMITTED = nbformat.read(ROOT / "main.ipynb", as_version=4)
 TAUGHT_CALLS = ["CheckpointConfig(", "ModelCheckpoint(", "LossMonitor(", "Model(", "model.fit(",
                 "ms.load_checkpoint(", "ms.load_param_into_net(net,", "ms.load_param_into_net(opt,",
                 "model.predict(", "plt.subplot(", "plt.imshow("]
-# Reading budget: the original reaches its first train() call after 112 lines of code, 232 in all.
-MAX_CODE_LINES, MAX_LINES, MAX_SCRIPT_ONLY_LINES = 112, 232, 60
+# Reading budget before the first training call: the original's is 112 lines of code, 232 in all.
+MAX_CODE_LINES, MAX_LINES, MAX_SCRIPT_ONLY_LINES = 125, 250, 30
+FIRST_TRAINING_CALL = re.compile(r"^(?!def )\S.*\btrain\(", re.MULTILINE)  # a call, not the definition
 MACHINE_PATH = re.compile(r"(/tmp/|/home/|/root/|/work/|/private/|[A-Z]:\\\\|ipykernel_)")
 
 
@@ -60,8 +61,9 @@ def test_the_tutorial_cells_show_the_calls_they_teach():
     assert not missing, f"not in the tutorial's cells: {missing}"
 
 
-def test_the_tutorial_cells_import_one_helper_module_only():
+def test_the_tutorial_cells_import_only_the_data_helper_and_the_folder_lock():
     local = {path.stem for path in ROOT.glob("*.py")} - {"main"}
+    local |= {path.parent.name for path in ROOT.glob("*/__init__.py")}
     imported = set()
     for cell in tutorial_cells(COMMITTED):
         if cell.cell_type == "code":
@@ -70,7 +72,11 @@ def test_the_tutorial_cells_import_one_helper_module_only():
                     imported |= {alias.name.split(".")[0] for alias in node.names}
                 elif isinstance(node, ast.ImportFrom):
                     imported.add(node.module.split(".")[0])
-    assert imported & local == {"mnist_data"}
+    assert imported & local == {"mnist_data", "machinery"}
+    machinery = {node.module for cell in tutorial_cells(COMMITTED) if cell.cell_type == "code"
+                 for node in ast.walk(ast.parse(cell.source)) if isinstance(node, ast.ImportFrom)
+                 and node.module.startswith("machinery")}
+    assert machinery == {"machinery.folder_lock"}
 
 
 def test_the_first_training_call_comes_within_the_reading_budget():
@@ -79,14 +85,21 @@ def test_the_first_training_call_comes_within_the_reading_budget():
         count = len(cell.source.splitlines())
         lines += count
         code_lines += count if cell.cell_type == "code" else 0
-        if cell.cell_type == "code" and re.search(r"^\S.*\btrain\(", cell.source, re.MULTILINE):
+        if cell.cell_type == "code" and FIRST_TRAINING_CALL.search(cell.source):
             break
+    else:
+        pytest.fail("no call of train() in the notebook")
     assert code_lines <= MAX_CODE_LINES and lines <= MAX_LINES, (code_lines, lines)
 
 
-def test_the_script_only_part_is_short():
+def test_the_script_only_part_is_short_and_no_code_is_for_the_notebook_only():
     script_only = [cell for cell in COMMITTED.cells if cell.cell_type == "raw"]
     assert sum(len(cell.source.splitlines()) for cell in script_only) <= MAX_SCRIPT_ONLY_LINES
+    source = (ROOT / "main.py").read_text()
+    assert 'active="ipynb"' not in source, "a cell only the notebook runs"
+    commented_code = [line for line in source.splitlines()
+                      if re.match(r"# +(\w+ = |\w+\(|for |if |import |from )", line)]
+    assert not commented_code, commented_code
 
 
 def test_committed_notebook_has_the_outputs_of_a_run():
@@ -150,6 +163,7 @@ def test_the_tutorial_cells_run_alone_next_to_mnist_twice(tmp_path, monkeypatch)
     monkeypatch.setenv("TUTORIAL_STEPS_PER_EPOCH", "10")
     mnist_subset(tmp_path / "MNIST", 640, 320)  # a small MNIST, as the tutorial's layout
     shutil.copy2(ROOT / "mnist_data.py", tmp_path)
+    shutil.copytree(ROOT / "machinery", tmp_path / "machinery", ignore=shutil.ignore_patterns("__pycache__"))
     notebook = nbformat.v4.new_notebook(cells=tutorial_cells(jupytext.read(ROOT / "main.py")))
     first, second = run_twice(notebook, tmp_path)
     for executed in (first, second):
@@ -189,7 +203,8 @@ def assert_the_whole_notebook_ran_twice(first, second):
         assert re.search(r"lenet-best.ckpt +(1 +20|2 +40) +0\.\d{4}", out)  # the better of its 2 epochs
         assert re.search(r"Fine-tuned: +odd/even accuracy 0\.\d{3} after 50 steps on 320 images", out)
         assert "Not loaded: fc3.weight, shape (10, 84) in the checkpoint, (2, 84) here" in out
-        assert "to ckpt/lenet5.mindir, input shape (32, 1, 32, 32)" in out and "Same predictions: True" in out
+        assert re.search(r"to ckpt/lenet_\d+\.mindir, input shape \(32, 1, 32, 32\)", out)
+        assert "Same predictions: True" in out
         text = outputs_text(executed)
         assert "[ERROR]" not in text and "[WARNING]" not in text
     first_out = stdout_of(first)

@@ -118,7 +118,8 @@ def test_a_signal_during_the_tutorial_names_the_checkpoint_and_the_command(tmp_p
     newest = max((p for p in (tmp_path / "ck").glob("*.ckpt") if "best" not in p.name), key=os.path.getmtime)
     assert match[2] == match[4] == f"ck/{newest.name}" and match[3] == str(ROOT / "main.py")
     assert finite(newest)
-    assert match[5].split() == args
+    epoch = int(re.search(r"-(\d+)_", newest.name)[1])
+    assert match[5].split() == [*args, "--num_epochs", str(4 - epoch)]  # where the lesson would have ended
     if sig == signal.SIGINT:  # the command it printed does continue
         result = subprocess.run([sys.executable, match[3], "resume", "--ckpt", match[4], *args, "--num_epochs", "1"],
                                 cwd=tmp_path, capture_output=True, text=True, timeout=600)
@@ -136,9 +137,26 @@ def test_a_signal_during_resume_names_its_newest_checkpoint(tmp_path, small_mnis
     assert process.returncode == 143, err
     newest = max((p for p in (tmp_path / "ckpt").glob("lenet_1-*.ckpt") if "best" not in p.name),
                  key=os.path.getmtime)
+    left = 1 + 100 - int(re.search(r"-(\d+)_", newest.name)[1])  # the stopped command would have ended at 101
     assert last_line(err) == (f"Stopped by SIGTERM; the last complete checkpoint is ckpt/{newest.name}. To continue "
-                              f"from it: python {ROOT / 'main.py'} resume --ckpt ckpt/{newest.name} --num_epochs 100 "
-                              f"{' '.join(data)}")
+                              f"from it: python {ROOT / 'main.py'} resume --ckpt ckpt/{newest.name} "
+                              f"{' '.join(data)} --num_epochs {left}")
+
+
+def test_a_stop_before_the_first_save_names_no_other_runs_checkpoint(tmp_path, one_epoch):
+    """The folder holds an earlier run's checkpoints; this run has saved none yet."""
+    copy_of(one_epoch, tmp_path)
+    args = ["resume", "--ckpt", "ckpt/lenet-1_5.ckpt", "--steps_per_epoch", "1000", "--no_progress"]
+    process = start(tmp_path, *args)  # all of MNIST: the first save comes after 1,000 steps
+    out = []
+    wait_for(process, lambda: out.append(process.stdout.readline()) or "Optimizer parameters not loaded" in out[-1],
+             "the resumed run's start")
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err
+    assert last_line(err) == (f"Stopped by SIGTERM; no checkpoint was saved by this run. To start again: "
+                              f"python {ROOT / 'main.py'} {' '.join(args)}")
+    assert not list((tmp_path / "ckpt").glob("lenet_1-*.ckpt"))
 
 
 def test_a_signal_during_infer_says_nothing_was_written(tmp_path, small_mnist, one_epoch):

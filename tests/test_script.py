@@ -36,12 +36,14 @@ def test_full_tutorial_reaches_the_accuracy_floors_then_the_readme_steps_work(pr
             "lenet-graph.meta\nlenet_1-3_1875.ckpt\nlenet_1-4_1875.ckpt\nlenet_1-best.ckpt\n"
             "lenet_1-graph.meta\n") in out
     assert sorted(acc) == [1, 2, 3, 4]
-    figures = ["confusion_matrix.png", "misclassified.png", "prediction.png", "training_curves.png"]
+    figures = ["confusion_matrix.png", "misclassified.png", "prediction.png"]
     assert all((cwd / "images" / name).stat().st_size > 10_000 for name in figures)
     assert sorted(p.name for p in (cwd / "results").iterdir() if p.name != ".train_url_copies") == [
         "confusion_matrix.png", "lenet-1_1875.ckpt", "lenet-2_1875.ckpt", "lenet-best.ckpt", "lenet-graph.meta",
         "lenet_1-3_1875.ckpt", "lenet_1-4_1875.ckpt", "lenet_1-best.ckpt", "lenet_1-graph.meta",
-        "misclassified.png", "prediction.png", "training_curves.png"]
+        "misclassified.png", "prediction.png"]
+    assert "Same parameters as the uninterrupted run, bit for bit: True" in out  # the sections beyond, too
+    assert re.search(r"Exported ckpt/lenet_1-best.ckpt to ckpt/lenet_1.mindir", out)
     best = re.search(r"Test accuracy of ckpt/lenet_1-best.ckpt: (0\.\d+) \(\d+ of 10000 wrong\)", out)
     assert best and float(best[1]) == max(acc[3], acc[4])  # the most accurate epoch of the resumed run
     our_warnings = [line for line in result.stderr.splitlines()
@@ -105,7 +107,7 @@ def the_readme_commands(project, data):
 
 
 def digest(folder):
-    return {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+    return {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in folder.iterdir() if p.is_file()}
 
 
 def test_a_second_run_keeps_the_first_runs_checkpoints(tmp_path, small_mnist):
@@ -119,8 +121,37 @@ def test_a_second_run_keeps_the_first_runs_checkpoints(tmp_path, small_mnist):
     assert {name: after[name] for name in before} == before
     assert sorted(set(after) - set(before)) == [
         "lenet_2-1_3.ckpt", "lenet_2-2_3.ckpt", "lenet_2-best.ckpt", "lenet_2-graph.meta",
-        "lenet_3-3_3.ckpt", "lenet_3-4_3.ckpt", "lenet_3-best.ckpt", "lenet_3-graph.meta"]
+        "lenet_3-3_3.ckpt", "lenet_3-4_3.ckpt", "lenet_3-best.ckpt", "lenet_3-graph.meta", "lenet_3.mindir"]
     assert "Loaded ckpt/lenet_2-2_3.ckpt (epoch 2)" in second.stdout
+    # the listings show this run's files, not the first run's
+    assert ("Checkpoints after first training:\nlenet_2-1_3.ckpt\nlenet_2-2_3.ckpt\nlenet_2-best.ckpt\n"
+            "lenet_2-graph.meta\n") in second.stdout
+    listing = second.stdout.split("Checkpoints after resuming training:\n")[1].split("Test accuracy")[0]
+    assert listing.split() == ["lenet_2-1_3.ckpt", "lenet_2-2_3.ckpt", "lenet_2-best.ckpt", "lenet_2-graph.meta",
+                               "lenet_3-3_3.ckpt", "lenet_3-4_3.ckpt", "lenet_3-best.ckpt", "lenet_3-graph.meta"]
+
+
+def alike(text):
+    """The distinct lines of `text`, with every number as #, the demos' random folder names as X, and
+    runs of spaces as one: what a quick run and a full one print alike."""
+    lines = set()
+    for line in text.splitlines():
+        line = re.sub(r"\b(crash|exact)-\w+", r"\1-X", line)
+        line = re.sub(r"\d+(\.\d+)?(e[+-]\d+)?", "#", line)
+        line = " ".join(line.split())
+        if line:
+            lines.add(line)
+    return lines
+
+
+def test_the_script_prints_every_line_the_notebook_prints(small_project):
+    """`python main.py` is Run All: on a quick run, it prints every line of the committed notebook's
+    outputs (a full run), numbers aside, section by section."""
+    from test_notebook import COMMITTED, stdout_of
+    result = run_script(small_project, "--steps_per_epoch", "20", main="main.py")
+    assert result.returncode == 0, result.stderr
+    missing = sorted(alike(stdout_of(COMMITTED)) - alike(result.stdout))
+    assert not missing, missing
 
 
 def test_help_describes_every_option_with_its_default(tmp_path):

@@ -96,13 +96,13 @@ def test_2_a_data_folder_with_other_content_is_refused_never_filled_with_the_shi
     layout = ("train/train-images-idx3-ubyte, train/train-labels-idx1-ubyte, test/t10k-images-idx3-ubyte, "
               "test/t10k-labels-idx1-ubyte")
     cases = {
-        "flat": "error: data directory flat cannot be used: it holds train-images-idx3-ubyte, train-labels-idx1-ubyte, "
-                f"t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte side by side; move them into this layout: {layout}",
+        # read as it is (test_data_layout.py): the data passes, and infer then finds no checkpoint
+        "flat": "error: no checkpoint in ckpt yet: run 'python main.py train' first, or pass --ckpt_dir",
         "mnist/train": "error: data directory mnist/train cannot be used: it is the train/ folder of an MNIST "
                        "layout; pass --data_url mnist",
         "fashion": "error: data directory fashion cannot be used: it holds fashion-train-images.bin, but no MNIST "
-                   f"file where it is read: {layout}, or the four .gz files; put MNIST there, or pass an empty "
-                   f"folder to get a copy",
+                   f"file where it is read: {layout}, the same four side by side, or their four .gz files; put "
+                   f"MNIST there, or pass an empty folder to get a copy",
     }
     before = snapshot(tmp_path)
     for data_url, message in cases.items():

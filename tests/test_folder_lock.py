@@ -1,0 +1,85 @@
+"""One run at a time in a checkpoint folder, whichever face started it: the script's commands, the
+lesson run as a script, and the lesson's training in a Jupyter kernel."""
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+from jupyter_client.manager import start_new_kernel
+
+from conftest import ROOT, one_error_line, run_script, script_command
+from machinery.folder_lock import LOCK_NAME
+
+pytestmark = pytest.mark.slow  # MindSpore in a kernel and in the script
+
+
+def execute(client, code, timeout=300):
+    """Run `code` in the kernel; return what it printed and what it showed of an error (a list of lines)."""
+    msg_id = client.execute(code)
+    printed, error = [], None
+    while True:
+        message = client.get_iopub_msg(timeout=timeout)
+        if message["parent_header"].get("msg_id") != msg_id:
+            continue
+        kind, content = message["msg_type"], message["content"]
+        if kind == "stream":
+            printed.append(content["text"])
+        elif kind == "error":
+            error = content["traceback"]
+        elif kind == "status" and content["execution_state"] == "idle":
+            return "".join(printed), error
+
+
+@pytest.fixture
+def kernel(tmp_path):
+    """A Jupyter kernel in `tmp_path` with the lesson's definitions loaded, on the CPU, as its cells would."""
+    manager, client = start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
+    try:
+        _, error = execute(client, f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
+                                   "from machinery.lesson import load_definitions\n"
+                                   "lesson = load_definitions()\n"
+                                   "lesson.set_device('CPU')")
+        assert error is None, error
+        yield client
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+
+
+def test_a_folder_that_a_notebook_trains_into_is_refused_to_the_script(tmp_path, kernel, small_mnist):
+    _, error = execute(kernel, "held = lesson.hold_folder('ckpt')\nheld.__enter__()")  # as during a training cell
+    assert error is None, error
+    for args in ([], ["train", "--ckpt_dir", "ckpt"]):  # the lesson, and a command
+        result = run_script(tmp_path, *args, "--steps_per_epoch", "1", "--data_url", str(small_mnist))
+        assert result.returncode == 1, result.stderr
+        assert re.fullmatch(r"error: ckpt is in use by another run \(pid \d+: a Jupyter kernel or another Python "
+                            r"program\); wait for it to end, or choose another --ckpt_dir", one_error_line(result))
+    _, error = execute(kernel, "held.__exit__(None, None, None)")
+    assert error is None and not (tmp_path / "ckpt" / LOCK_NAME).exists()
+
+
+def test_the_notebooks_training_is_refused_a_folder_the_script_trains_into_then_runs_again(tmp_path, kernel,
+                                                                                          small_mnist):
+    command = script_command("train", "--ckpt_dir", "ckpt", "--steps_per_epoch", "200", "--num_epochs", "50",
+                             "--data_url", str(small_mnist), "--no_progress")
+    script = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "ckpt" / LOCK_NAME).exists():
+            assert script.poll() is None and time.monotonic() < deadline, script.communicate()
+            time.sleep(0.05)
+        train = f"lesson.train({str(small_mnist)!r}, ckpt_dir='ckpt', steps_per_epoch=2, num_epochs=1)"
+        printed, error = execute(kernel, train)
+        assert error is not None and len(error) == 1, error  # the line alone, no traceback
+        assert re.fullmatch(r"ckpt is in use by another run \(pid \d+: python \S*main\.py train --ckpt_dir ckpt "
+                            r".*\); wait for it to end, or choose another --ckpt_dir", error[0]), error
+        assert "epoch:" not in printed
+    finally:
+        script.send_signal(signal.SIGTERM)
+        script.communicate(timeout=120)
+    for _ in range(2):  # the script has gone: the cell runs, and runs again, in the same kernel
+        printed, error = execute(kernel, train)
+        assert error is None, error
+        assert "epoch: 1 step: 2," in printed
+    assert not (tmp_path / "ckpt" / LOCK_NAME).exists()
