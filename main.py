@@ -147,19 +147,21 @@ device_target = set_device(DEVICE_TARGET, DEVICE_ID)
 #
 # `create_dataset` resizes the 28x28 images to the 32x32 LeNet5 expects, scales them to zero
 # mean and unit variance (MNIST's mean is 0.1307 and its standard deviation 0.3081), puts the
-# channel first, casts the labels to int32, shuffles, and makes batches of 32. The test set
-# keeps its last, shorter batch, so that every test image counts.
+# channel first, casts the labels to int32, shuffles the training set, and makes batches of 32.
+# The test set keeps its file order and its last, shorter batch, so that every test image counts.
 
 # %%
 def create_dataset(data_dir, training=True, batch_size=32, resize=(32, 32), rescale=1 / (255 * 0.3081),
-                   shift=-0.1307 / 0.3081, buffer_size=64, num_samples=None, num_shards=None, shard_id=None):
+                   shift=-0.1307 / 0.3081, buffer_size=64, num_samples=None, num_shards=None, shard_id=None,
+                   sampler=None):
     """The MNIST training or test set (`num_samples` images of it, a shard with num_shards), batched for LeNet5."""
-    dataset = MnistDataset(*mnist_split(data_dir, training), num_samples=num_samples,
-                           num_shards=num_shards, shard_id=shard_id)
+    dataset = MnistDataset(*mnist_split(data_dir, training), num_samples=num_samples, num_shards=num_shards,
+                           shard_id=shard_id, sampler=sampler, shuffle=None if training else False)
     dataset = dataset.map(input_columns=["image"], operations=[
         vision.Resize(resize), vision.Rescale(rescale, shift), vision.HWC2CHW()])
     dataset = dataset.map(input_columns=["label"], operations=transforms.TypeCast(ms.int32))
-    return dataset.shuffle(buffer_size=buffer_size).batch(batch_size, drop_remainder=training)
+    dataset = dataset.shuffle(buffer_size=buffer_size) if training else dataset
+    return dataset.batch(batch_size, drop_remainder=training)
 
 
 # %%
@@ -355,7 +357,8 @@ def resume_train(data_dir, ckpt_file, lr=0.001, momentum=0.9, num_epochs=2, **op
     if "steps_per_epoch" in param_dict:  # saved by 'train', perhaps mid-epoch: count the epochs it completed
         epoch = int(param_dict["step_num"]) // int(param_dict["steps_per_epoch"])
     print(f"Loaded {ckpt_file} (epoch {epoch})" if "epoch_num" in param_dict else
-          f"Loaded {ckpt_file}: it stores no epoch (plain weights), so training starts at epoch 0")
+          f"Loaded {ckpt_file}: it stores no epoch (plain weights), so training starts at epoch 0, with a fresh "
+          f"optimizer")
     print("Network parameters not loaded:", net_not_loaded)
     print("Optimizer parameters not loaded:", opt_not_loaded)
     return run_training(net, opt, data_dir, num_epochs, initial_epoch=epoch, **options)
@@ -375,7 +378,7 @@ print_checkpoints("Checkpoints after resuming training:", CKPT_1, CKPT_2)
 #
 # For inference only the weights matter: `infer` loads the checkpoint into a fresh LeNet5,
 # predicts the whole test set with `Model.predict`, and prints the accuracy. The figure shows
-# four of the test images, which `create_dataset` shuffles, with the prediction and the truth:
+# the first four test images with the prediction and the truth:
 # blue where the model is right, red where it is wrong. It uses the most accurate checkpoint of
 # the resumed run, which `SaveBest` kept.
 
@@ -409,11 +412,11 @@ def infer(data_dir, ckpt_file):
     return figure, (images, labels, preds)
 
 
-def save_figure(figure, name):
+def save_figure(figure, name, folder="images"):
     """Save `figure` as images/<name>.png, where the script's figures go too."""
-    os.makedirs("images", exist_ok=True)
-    figure.savefig(os.path.join("images", f"{name}.png"))
-    print(f"Saved images/{name}.png")
+    os.makedirs(folder, exist_ok=True)
+    figure.savefig(os.path.join(folder, f"{name}.png"))
+    print(f"Saved {os.path.join(folder, name)}.png")
 
 
 # %%
@@ -481,11 +484,7 @@ BACKBONE = ("conv1.", "conv2.", "fc1.", "fc2.")  # every layer but fc3, the head
 def parity_dataset(data_dir, training=True, num_images=None):
     """MNIST labelled 1 for an odd digit and 0 for an even one; with `num_images`, the first so many only."""
     sampler = SubsetRandomSampler(range(num_images)) if num_images else None
-    dataset = MnistDataset(*mnist_split(data_dir, training), sampler=sampler)
-    dataset = dataset.map(input_columns=["image"], operations=[
-        vision.Resize((32, 32)), vision.Rescale(1 / (255 * 0.3081), -0.1307 / 0.3081), vision.HWC2CHW()])
-    dataset = dataset.map(input_columns=["label"], operations=[lambda digit: digit % 2, transforms.TypeCast(ms.int32)])
-    return dataset.batch(32)
+    return create_dataset(data_dir, training, sampler=sampler).map(lambda digits: digits % 2, input_columns=["label"])
 
 
 def load_backbone(net, ckpt_file):
@@ -748,10 +747,55 @@ print(f"Same predictions: {(from_mindir.argmax(1) == from_ckpt.argmax(1)).all()}
       f"largest difference in the logits: {np.abs(from_mindir - from_ckpt).max():.1e}")
 
 # %% [markdown]
+# ## Beyond the tutorial: weights from PyTorch
+#
+# *Why:* many arrive with a model trained in PyTorch. A checkpoint, in either framework, is
+# named arrays, and MindSpore reads PyTorch's safetensors files itself, so moving weights across
+# is a rename and a check. `pytorch/lenet5.safetensors` holds a LeNet5 trained in PyTorch by
+# `pytorch/train_lenet5.py`, with PyTorch's names and convolutions without biases, as ours;
+# `pytorch/lenet5_predictions.json` holds the class PyTorch predicted for each test image, on
+# the very arrays `create_dataset` makes. One table maps the names (`machinery/convert.py`,
+# [docs/pytorch.md](docs/pytorch.md)): Conv2d and Dense keep PyTorch's names and layouts, so
+# nothing is renamed here; BatchNorm, LayerNorm and Embedding would be. No torch is needed.
+
+# %%
+import json
+
+from machinery.convert import mindspore_names
+from mnist_data import SHIPPED_DIR
+
+PYTORCH_DIR = SHIPPED_DIR.parent / "pytorch"
+torch_weights = ms.load_checkpoint(str(PYTORCH_DIR / "lenet5.safetensors"), format="safetensors")
+net = LeNet5()
+ours = net.parameters_dict()
+renamed = mindspore_names({name: value.shape for name, value in torch_weights.items()}, ours)
+for torch_name, name in renamed.items():
+    print(f"PyTorch {torch_name:11} {str(torch_weights[torch_name].shape):15} -> LeNet5 {name:11} {ours[name].shape}")
+unfilled = [name for name in ours if name not in renamed.values() or ours[name].shape != torch_weights[name].shape]
+print("Parameters of LeNet5 left unfilled, or of another shape:", unfilled)
+ms.load_param_into_net(net, {name: torch_weights[torch_name] for torch_name, name in renamed.items()})
+
+predictions, labels = [], []
+for batch_images, batch_labels in create_dataset(data_dir, training=False, batch_size=1000):  # in file order
+    predictions.append(net(batch_images).asnumpy().argmax(1))
+    labels.append(batch_labels.asnumpy())
+predictions, labels = np.concatenate(predictions), np.concatenate(labels)
+recorded = json.loads((PYTORCH_DIR / "lenet5_predictions.json").read_text())
+same = np.mean(predictions == np.array(recorded["predictions"][:len(predictions)]))
+print(f"Test accuracy in MindSpore: {np.mean(predictions == labels):.4f} (PyTorch: {recorded['accuracy']:.4f} on all "
+      f"10000); PyTorch's class for {same:.2%} of the {len(labels)} test images")
+
+# %% [markdown]
+# The accuracies are equal, and MindSpore predicts PyTorch's class for every test image.
+# `python main.py convert SRC DST` does this for a whole file, either way: a `.pth` or
+# `.safetensors` of PyTorch's becomes a `.ckpt` that `infer`, `export` and `resume` take, and
+# a checkpoint of ours becomes a `.pth` or `.safetensors` for PyTorch.
+
+# %% [markdown]
 # ## Running the script
 #
 # `python main.py` runs every cell above, in order, and prints what they print; the figures go
 # to `images/`, from the notebook too. At the end it copies this run's checkpoints and figures
-# to `--train_url`, if one was given. The commands `train`, `resume`, `infer`, `list`, `curves`
-# and `export` each run one step, with the functions above; `python main.py COMMAND --help`
+# to `--train_url`, if one was given. The commands `train`, `resume`, `infer`, `list`, `curves`,
+# `export` and `convert` each run one step, with the functions above; `python main.py COMMAND --help`
 # describes their options (see the README). The command line lives in `machinery/`.

@@ -23,8 +23,9 @@ class Command:
     trains: bool = False  # takes --steps_per_epoch, and holds --ckpt_dir while it writes there
     takes_ckpt: bool = False  # takes --ckpt: a file, 'latest' or 'best'
     runs: bool = True  # runs MindSpore on a device and takes the data, device and output options
-    draws: bool = False  # saves figures in images/
+    draws: bool = False  # saves figures in images/ (train and curves save theirs in the run's folder)
     distributed: bool = False  # runs under msrun
+    uses_ckpt_dir: bool = True  # takes --ckpt_dir
 
 
 def data_dir_of(args):
@@ -91,6 +92,12 @@ def list_checkpoints(lesson, args, shard):
     return []
 
 
+def convert(lesson, args, shard):
+    from .convert import convert
+    convert(args.src, args.dst, renames=args.rename, force=args.force, network=lesson.LeNet5())
+    return []
+
+
 def curves(lesson, args, shard):
     from .plotting import show_if_interactive
     from .training_log import save_curves
@@ -112,7 +119,7 @@ LESSON = Command(None, "", "The MindSpore checkpoint tutorial on LeNet5 and MNIS
 COMMANDS = {command.name: command for command in (
     Command("train", "train, with exact resuming",
             "Train LeNet5, saving checkpoints that allow an exact continuation after any interruption.",
-            train, ckpt_dir=DEFAULT_TRAIN_DIR, trains=True, draws=True, distributed=True, options=(
+            train, ckpt_dir=DEFAULT_TRAIN_DIR, trains=True, distributed=True, options=(
                 (("--num_epochs",), dict(type=positive_int, default=2, help=NUM_EPOCHS_HELP["train"])),
                 (("--lr",), dict(type=positive_float, default=0.01, help="learning rate (default: 0.01)")),
                 (("--seed",), dict(type=seed_int, default=0, metavar="S",
@@ -137,8 +144,8 @@ COMMANDS = {command.name: command for command in (
             "confusion_matrix.png and misclassified.png.", infer, takes_ckpt=True, draws=True),
     Command("curves", "draw the curves of a 'train' run from its log",
             "Draw the loss of every step and the test metrics of every epoch of the 'train' run in --ckpt_dir, "
-            "from its train_log.csv, with a mark where it was continued; save images/train_curves.png.",
-            curves, ckpt_dir=DEFAULT_TRAIN_DIR, runs=False, draws=True),
+            "from its train_log.csv, with a mark where it was continued; save train_curves.png beside it.",
+            curves, ckpt_dir=DEFAULT_TRAIN_DIR, runs=False),
     Command("list", "list the checkpoints in --ckpt_dir and its subfolders",
             "List every checkpoint in --ckpt_dir and its subfolders (train's, msrun's rank_<id>/): position, "
             "stored metrics, and whether each file is intact.", list_checkpoints, runs=False),
@@ -150,6 +157,18 @@ COMMANDS = {command.name: command for command in (
                 (("--file_name",), dict(default="lenet5", help="path of the file to write, with or without its "
                                                                "extension; an existing file is never replaced "
                                                                "(default: lenet5)")))),
+    Command("convert", "convert LeNet5's weights between PyTorch and MindSpore",
+            "Convert LeNet5's weights from PyTorch (.pth, .pt, .safetensors) to MindSpore (.ckpt, .safetensors) or "
+            "back; the formats follow from the suffixes, the direction from SRC (docs/pytorch.md). Every parameter "
+            "of LeNet5 must be filled, with its shape; the optimizer's state is left out.", convert, runs=False,
+            uses_ckpt_dir=False, options=(
+                (("src",), dict(metavar="SRC", help="the weights to convert")),
+                (("dst",), dict(metavar="DST", help="the file to write; an existing one only with --force")),
+                (("--rename",), dict(action="append", default=[], metavar="OLD=NEW",
+                                     help="rename SRC's names before the name table: OLD is a prefix, or a regular "
+                                          "expression if it holds one of \\^$*+?{}[]()|, matched at the start "
+                                          "(repeatable; default: none)")),
+                (("--force",), dict(action="store_true", help="overwrite DST if it exists (default: never)")))),
 )}
 
 

@@ -11,8 +11,9 @@ DEFINITIONS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)
 
 
 def _is_constant(node):
-    """An assignment of a literal, such as BACKBONE = ("conv1.", ...)."""
-    if not isinstance(node, ast.Assign):
+    """An assignment of a literal to a name, such as BACKBONE = ("conv1.", ...); not a step such as
+    os.environ[...] = "1"."""
+    if not isinstance(node, ast.Assign) or not all(isinstance(target, ast.Name) for target in node.targets):
         return False
     try:
         ast.literal_eval(node.value)

@@ -84,8 +84,9 @@ def add_common_options(parser, suppress=False, runs=True):
 
 def add_command_options(parser, command, suppress=False):
     """The options that depend on what `command` (a commands.Command) does, and its own."""
-    parser.add_argument("--ckpt_dir", default=argparse.SUPPRESS if suppress else None,
-                        help=f"folder for the checkpoint files (default: {command.ckpt_dir})")
+    if command.uses_ckpt_dir:
+        parser.add_argument("--ckpt_dir", default=argparse.SUPPRESS if suppress else None,
+                            help=f"folder for the checkpoint files (default: {command.ckpt_dir})")
     if command.trains:
         parser.add_argument("--steps_per_epoch", type=steps_per_epoch, default=argparse.SUPPRESS if suppress else None,
                             metavar="M", help=f"train M batches per epoch, on 32*M training images drawn at random, "
@@ -205,13 +206,15 @@ def parse_args(argv=None):
     misplaced = [item.split("=", 1)[0] for item in unknown if item.split("=", 1)[0] in names]
     if args.steps_per_epoch is not None and not command_of(args).trains:
         misplaced.append("--steps_per_epoch")  # given before a command that does not take it
+    if args.ckpt_dir is not None and not command_of(args).uses_ckpt_dir:
+        misplaced.append("--ckpt_dir")
     if misplaced:
         where = f"'{args.command}'" if args.command else "the tutorial (no command)"
         parser.exit(2, f"error: {misplaced[0]} does not apply to {where}; see {help_of}\n")
     if unknown:
         print("Ignoring unknown arguments:", *unknown)
     if args.ckpt_dir is None:
-        args.ckpt_dir = command_of(args).ckpt_dir
+        args.ckpt_dir = command_of(args).ckpt_dir  # given before a command that takes none: refused above
     return args
 
 

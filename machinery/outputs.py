@@ -78,16 +78,16 @@ def export_file(args, export, ckpt_file):
     return path
 
 
-def save_figures(figures, save_figure):
-    """Save each figure of {name: figure} with the lesson's `save_figure(figure, name)`, as
-    images/<name>.png; return the paths."""
+def save_figures(figures, save_figure, folder=FIGURES_DIR):
+    """Save each figure of {name: figure} with the lesson's `save_figure(figure, name, folder)`, as
+    <folder>/<name>.png; return the paths."""
     paths = []
     for name, figure in figures.items():
-        path = Path(FIGURES_DIR) / f"{name}.png"
+        path = Path(folder) / f"{name}.png"
         try:
-            save_figure(figure, name)
+            save_figure(figure, name, str(folder))
         except OSError as error:
-            raise UsageError(f"cannot save {path}: {error.strerror}; run from a folder you can write to") from None
+            raise UsageError(f"cannot save {path}: {error.strerror}; check that you can write to {folder}") from None
         paths.append(path)
     return paths
 

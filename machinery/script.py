@@ -26,6 +26,7 @@ def start(argv=None):
     from . import stops
     stops.catch_stop_signals()
     from .checkpoint_files import CheckpointError, disk_full
+    from .convert import ConvertError
     from .cloud_storage import StorageError, publish
     from .folder_lock import release_folders
     from .plotting import show_if_interactive
@@ -43,7 +44,7 @@ def start(argv=None):
             publish(outputs, args.train_url)
             print("Copied the outputs to", args.train_url)
         stops.report_late_signals(args.train_url)
-    except (CheckpointError, DataError, SettingError, StorageError, UsageError, Diverged) as error:
+    except (CheckpointError, ConvertError, DataError, SettingError, StorageError, UsageError, Diverged) as error:
         sys.exit(f"error: {error}")
     except TrainingInterrupted as error:
         print(f"Training {error}. To continue: {stops.continue_command(args, argv)}", file=sys.stderr)

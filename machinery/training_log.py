@@ -2,12 +2,10 @@
 epoch), and the curves drawn from it."""
 import csv
 import os
-import re
 from pathlib import Path
 
 from mindspore.train import Callback
 
-from .commands import DEFAULT_TRAIN_DIR
 from .errors import UsageError
 from .monitoring import step_loss
 from .outputs import save_figures
@@ -99,18 +97,11 @@ def log_dir(ckpt_dir):
     return rank_0 if not (Path(ckpt_dir) / LOG_NAME).exists() and (rank_0 / LOG_NAME).exists() else Path(ckpt_dir)
 
 
-def curves_name(ckpt_dir):
-    """The name of the figure of the run in `ckpt_dir`: train_curves for the default folder, and else
-    one of its own, so that a run in another folder does not replace it (train_curves_runs_lr-0.1)."""
-    if os.path.normpath(ckpt_dir) == os.path.normpath(DEFAULT_TRAIN_DIR):
-        return "train_curves"
-    return "train_curves_" + re.sub(r"[^\w.-]+", "_", os.path.normpath(ckpt_dir)).strip("_.")
-
-
 def save_curves(ckpt_dir, save_figure, required=False):
-    """Draw the curves of the run logged in `ckpt_dir` and save them with the lesson's `save_figure`;
-    return the figure's path and the log's (none without a log, unless `required`: a folder trained
-    before logs existed has none)."""
+    """Draw the curves of the run logged in `ckpt_dir` and save them beside its log, with the lesson's
+    `save_figure`, as train_curves.png (so that a run in another folder never replaces them); return
+    the figure's path and the log's (none without a log, unless `required`: a folder trained before
+    logs existed has none)."""
     if Path(ckpt_dir).is_file():
         raise UsageError(f"--ckpt_dir {ckpt_dir} is a file, not a folder; pass the folder of a 'train' run, "
                          f"which holds its {LOG_NAME}")
@@ -124,6 +115,6 @@ def save_curves(ckpt_dir, save_figure, required=False):
     if not rows:
         raise UsageError(f"no training log in {ckpt_dir} ({LOG_NAME}): run 'python main.py train' first, "
                          f"or pass --ckpt_dir")
-    return [*save_figures({curves_name(ckpt_dir): plot_training_log(rows)}, save_figure), path]
+    return [*save_figures({"train_curves": plot_training_log(rows)}, save_figure, path.parent), path]
 
 

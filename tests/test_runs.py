@@ -240,12 +240,12 @@ def test_the_log_holds_every_step_once_across_interruptions(tmp_path, small_mnis
             assert process.returncode == 143 and "To continue: python " in err, err
     done = run_script(tmp_path, *args)
     assert done.returncode == 0, done.stderr
-    assert "Saved images/train_curves.png" in done.stdout
+    assert "Saved ckpt/train/train_curves.png" in done.stdout  # beside its log: no other run replaces it
     rows = list(csv.DictReader(open(log_file)))
     assert logged_steps() == list(range(1, 16))  # every step once, none trained twice
     assert [(row["global_step"], row["epoch"]) for row in rows if row["test_acc"]] == [("5", "1"), ("10", "2"),
                                                                                         ("15", "3")]
     assert len({row["run"] for row in rows}) == 3  # three processes trained this run
     curves = run_script(tmp_path, "curves")
-    assert curves.returncode == 0 and "Saved images/train_curves.png" in curves.stdout, curves.stderr
-    assert (tmp_path / "images" / "train_curves.png").stat().st_size > 10_000
+    assert curves.returncode == 0 and "Saved ckpt/train/train_curves.png" in curves.stdout, curves.stderr
+    assert (tmp_path / "ckpt" / "train" / "train_curves.png").stat().st_size > 10_000
