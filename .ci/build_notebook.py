@@ -8,7 +8,6 @@ the run's checkpoints and figures stay out of the repository); then the outputs 
 readable without widgets: each progress bar keeps the text of its finished state, and the
 widgets' views and state, which GitHub cannot show, are left out.
 """
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -18,7 +17,9 @@ import nbformat
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT_FILES = ["main.py", "mnist_data.py", "machinery"]
+sys.path.insert(0, str(ROOT / "tests"))
+from conftest import copy_project  # noqa: E402  (the tests' own copy of the project)
+
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
@@ -36,15 +37,7 @@ def without_widgets(notebook):
 def build(target=ROOT / "main.ipynb", timeout=3600):
     notebook = jupytext.read(ROOT / "main.py")
     with tempfile.TemporaryDirectory() as scratch:
-        scratch = Path(scratch)
-        for name in PROJECT_FILES:
-            if (ROOT / name).is_dir():
-                shutil.copytree(ROOT / name, scratch / name, ignore=shutil.ignore_patterns("__pycache__"))
-            else:
-                shutil.copy2(ROOT / name, scratch / name)
-        (scratch / "MNIST").mkdir()
-        for gz in (ROOT / "MNIST").glob("*.gz"):
-            (scratch / "MNIST" / gz.name).symlink_to(gz)
+        scratch = copy_project(Path(scratch) / "project")
         NotebookClient(notebook, timeout=timeout, kernel_name="python3", store_widget_state=False,
                        resources={"metadata": {"path": str(scratch)}}).execute()
         text = nbformat.writes(without_widgets(notebook))

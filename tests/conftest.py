@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-PROJECT_FILES = ["main.py", "main.ipynb", "mnist_data.py", "machinery"]
+PROJECT_FILES = ["main.py", "main.ipynb", "mnist_data.py", "machinery", "pytorch"]
 # The environment variable naming the test session's shared folder: made in the one process (or xdist's
 # controller), inherited by the workers. It holds the version matrix's results and the cores' claims.
 SESSION_FOLDER = "TUTORIAL_TEST_SESSION_FOLDER"
@@ -31,6 +31,16 @@ def copy_project_files(names, target):
             shutil.copytree(ROOT / name, target / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(ROOT / name, target / name)
+
+
+def copy_project(target):
+    """A scratch copy of the project in `target`, as a user's clone, sharing the shipped MNIST files by
+    symlink; return it. The tests run the script and the notebook there, and .ci/build_notebook.py too."""
+    (target / "MNIST").mkdir(parents=True)
+    copy_project_files(PROJECT_FILES, target)
+    for gz in (ROOT / "MNIST").glob("*.gz"):
+        (target / "MNIST" / gz.name).symlink_to(gz)
+    return target
 
 
 def write_idx(split_dir, prefix, images, labels):
@@ -83,12 +93,7 @@ def cpu():
 @pytest.fixture
 def project(tmp_path):
     """A scratch copy of the project for the notebook, sharing the shipped MNIST files by symlink."""
-    copy = tmp_path / "project"
-    (copy / "MNIST").mkdir(parents=True)
-    copy_project_files(PROJECT_FILES, copy)
-    for gz in (ROOT / "MNIST").glob("*.gz"):
-        (copy / "MNIST" / gz.name).symlink_to(gz)
-    return copy
+    return copy_project(tmp_path / "project")
 
 
 @pytest.fixture

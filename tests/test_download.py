@@ -171,7 +171,7 @@ def test_some_mnist_files_but_not_all_is_an_error_not_a_download(tmp_path, tiny_
 def test_the_script_without_network_or_shipped_copy_fails_in_one_line(tmp_path, dead_mirror):
     project = tmp_path / "project"
     project.mkdir()
-    copy_project_files(["main.py", "mnist_data.py", "machinery"], project)  # no MNIST/
+    copy_project_files(["main.py", "mnist_data.py", "machinery", "pytorch"], project)  # no MNIST/
     (tmp_path / "data").mkdir()
     result = subprocess.run([sys.executable, "main.py", "infer", "--data_url", str(tmp_path / "data")],
                             cwd=project, capture_output=True, text=True, timeout=300,
