@@ -46,7 +46,7 @@
 # MNIST has 60,000 training and 10,000 test images of handwritten digits in 10 classes
 # (<http://yann.lecun.com/exdb/mnist/>). The repository ships the four MNIST files in `MNIST/`,
 # recompressed with `gzip -9 -n`, their content the original's (see `MNIST/README.md`).
-# `mnist_data.py` is the only module the tutorial imports (copy it along with the notebook):
+# `mnist_data.py` and `machinery/` are what the tutorial imports (copy them along with the notebook):
 # its `prepare_mnist` unpacks the files into this layout and checks them.
 #
 # ```text
@@ -214,7 +214,7 @@ class LeNet5(nn.Cell):
 #   `ValueError` as soon as the loss is NaN or Inf.
 # - `SummaryCollector` still exists in 2.10: it writes the loss, the learning rate and the
 #   graphs to summary files for MindSpore Insight, whose last release was 2.3 (its views moved
-#   to MindStudio Insight). The script draws its curves from MindSpore's `History` instead.
+#   to MindStudio Insight). `python main.py train` logs every step and draws its curves instead.
 #
 # `CheckpointConfig` tells `ModelCheckpoint` when to save and what to keep. Its main arguments
 # in 2.10:

@@ -166,8 +166,8 @@ COMMANDS = {command.name: command for command in (
                 (("dst",), dict(metavar="DST", help="the file to write; an existing one only with --force")),
                 (("--rename",), dict(action="append", default=[], metavar="OLD=NEW",
                                      help="rename SRC's names before the name table: OLD is a prefix, or a regular "
-                                          "expression if it holds one of \\^$*+?{}[]()|, matched at the start "
-                                          "(repeatable; default: none)")),
+                                          "expression if it holds one of \\^$*+?{}[]()|, matched at the start; "
+                                          "repeatable (default: none)")),
                 (("--force",), dict(action="store_true", help="overwrite DST if it exists (default: never)")))),
 )}
 

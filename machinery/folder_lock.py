@@ -32,7 +32,10 @@ def claim_folder(ckpt_dir):
     naming the process that holds it; return whether this call took it (False: this process held it
     already). `fcntl.flock` locks die with their holder, so a process killed by SIGKILL leaves no stale
     lock; a clean exit also removes the lock file."""
-    import fcntl
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; one run at a time is up to the user there (docs/platforms.md)
+        return False
     path = Path(ckpt_dir) / LOCK_NAME
     if os.path.realpath(path) in _held_locks:
         return False

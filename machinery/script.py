@@ -52,6 +52,10 @@ def start(argv=None):
     except stops.Interrupted as stop:
         print(stops.stop_message(args, argv, stop.signum), file=sys.stderr)
         sys.exit(128 + stop.signum)
+    except ValueError as error:
+        if "Invalid loss" not in str(error):  # LossMonitor's, in the lesson: the loss is NaN or Inf
+            raise
+        sys.exit(f"error: training diverged: {error}; lower the learning rate (the files already saved are kept)")
     except BrokenPipeError:  # `python main.py list | head -1`: the reader has all it wants, as with `ls | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
         sys.exit(0)

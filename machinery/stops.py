@@ -8,6 +8,7 @@ import threading
 import time
 
 from .checkpoint_files import newest_checkpoint, shown, stored_epoch
+from .commands import command_of
 from .options import command_index, in_msrun
 
 # SIGHUP: a closed terminal or SSH session, which would kill the process at once, with nothing saved.
@@ -131,7 +132,7 @@ def stop_message(args, argv, signum):
     """One line for a stop by `signum`: what this run saved, and the command that continues it to
     where it would have ended."""
     name = signal.Signals(signum).name
-    if args.command in ("infer", "export", "curves", "list"):
+    if not command_of(args).trains:
         return f"Stopped by {name}; nothing was written. To run it again: {continue_command(args, argv)}"
     if args.command == "train":  # its continuation takes the newest checkpoint in its folder, whoever wrote it
         last = newest_checkpoint(_train_folder(args.ckpt_dir))

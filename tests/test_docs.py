@@ -119,7 +119,7 @@ def test_the_readme_lists_every_docs_page():
 
 def test_the_anchors_are_githubs():
     page = ROOT / "docs" / "speed.md"
-    assert {"the-onednn-cap", "the-round-of-2026-11-30-what-changed-and-what-did-not"} <= anchors(page)
+    assert {"the-onednn-cap", "what-the-port-changes-and-what-did-not-help"} <= anchors(page)
     assert "latest-and-best" in anchors(ROOT / "docs" / "checkpoints.md")  # `latest` and `best`
 
 
