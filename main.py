@@ -370,8 +370,8 @@ print_checkpoints("Checkpoints after resuming training:", CKPT_1, CKPT_2)
 
 # %% [markdown]
 # Both lists of parameters not loaded are empty: the file fits the network and the optimizer.
-# The loss goes on falling from where the first run stopped, and the test accuracy ends at
-# 0.975 or more.
+# The test loss goes on falling from where the first run stopped (the loss of a single training
+# step, which `LossMonitor` prints, jumps around), and the test accuracy ends at 0.975 or more.
 
 # %% [markdown]
 # ### Loading a checkpoint for inference

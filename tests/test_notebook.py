@@ -137,6 +137,13 @@ def test_the_prose_matches_the_committed_numbers():
     assert "reach about 0.8. From the checkpoint they reach more than 0.93" in markdown
     differences = [float(d) for d in re.findall(r"largest weight difference: ([0-9.]+)", out)]
     assert len(differences) == 2 and all(0.05 <= d <= 0.2 for d in differences)  # "about 0.1 away"
+    # weights from PyTorch: the same accuracy to 3 decimals, and PyTorch's class for every test image
+    pytorch = re.search(r"Test accuracy in MindSpore: ([0-9.]+) \(PyTorch: ([0-9.]+) on all 10000\); "
+                        r"PyTorch's class for ([0-9.]+)% of the (\d+) test images", out)
+    assert pytorch and pytorch[4] == "10000", out[-2000:]
+    assert round(float(pytorch[1]), 3) == round(float(pytorch[2]), 3) and float(pytorch[3]) == 100.0, pytorch[0]
+    assert "Parameters of LeNet5 left unfilled, or of another shape: []" in out
+    assert "The accuracies are equal, and MindSpore predicts PyTorch's class for every test image." in markdown
 
 
 def run_twice(notebook, cwd, timeout=1800):

@@ -1,25 +1,21 @@
 """The supported range, tested at two levels, chosen by the environment variable TUTORIAL_VERSION_MATRIX.
 
-Unset (what CI runs): the oldest release with the oldest Python, 2.7.0 on Python 3.9 with NumPy 1.x,
-installed with the README's two lines, runs everything below; 2.10.0 in the test venv (Python 3.11,
-NumPy 2.x) writes the stopped runs that 2.7.0 continues; checkpoints move between 2.7.0 and 2.10.0,
+Unset (what CI runs): every MindSpore release on the index. The oldest release with the oldest
+Python, 2.7.0 on Python 3.9 with NumPy 1.x, installed with the README's two lines for another
+MindSpore, runs everything below; 2.10.0 in the test venv (Python 3.11, NumPy 2.x) runs the whole
+suite and writes the stopped runs that 2.7.0 continues; checkpoints move between 2.7.0 and 2.10.0,
 both ways, in both formats, with `infer` and `train --auto_resume` (not `resume`, which loads a
-checkpoint as --auto_resume does). Measured (pytest -s of this module alone, on a shared, loaded
-2-core machine): the README venv 87 CPU s, the 2.7.0 cell 75 (its notebook 34), 2.10.0's stopped
-runs 9, cross-version 48 (8 commands). A light cell, 2.7.2 on Python 3.12 with the tutorial as a
-script only, cost 87 more (its Python's venv 48, the release unpacked 29, the script 10): more than
-CI's 15 minutes could hold, so Python 3.10 and 3.12 run at the level "all" only.
+checkpoint as --auto_resume does). Every other release (2.7.1, 2.7.1.post1, 2.7.2, 2.8.0, 2.9.0),
+unpacked onto the 2.7.0 cell's Python 3.9 venv, and 2.10.0 installed on Python 3.12 with the
+README's first command, run the quick lesson as a script. The costs, measured: docs/development.md.
 
 TUTORIAL_VERSION_MATRIX=all (a release check by hand): every MindSpore release from 2.7.0 to 2.10.0
-once, every Python from 3.9 to 3.12 once, the oldest MindSpore with the oldest Python, NumPy 1.x and
-2.x; every cell runs everything, and the cross-version checks `resume` too. Measured: some 893 CPU
-s (the builds ~351, each cell 72-80, the notebook 35-40 of it, cross-version ~70), more than CI's
-15 minutes on 2 cores leave beside the other tests.
+once in full, every Python from 3.9 to 3.12 once, the oldest MindSpore with the oldest Python, NumPy
+1.x and 2.x; every cell runs everything, and the cross-version checks `resume` too.
 
-The cells a level leaves out are skipped ("not in CI's budget; TUTORIAL_VERSION_MATRIX=all runs
-it"), and nothing of theirs is built or run.
+The cells a level leaves out are skipped, saying why, and nothing of theirs is built or run.
 
-Each cell runs, in its own environment and a scratch copy of the project: the tutorial as a script
+A full cell runs, in its own environment and a scratch copy of the project: the lesson as a script
 (short epochs) with its figures; `train` stopped by SIGTERM and continued with --auto_resume, equal
 byte for byte to an uninterrupted run; `infer --ckpt best`; `export` to MindIR; and the notebook in
 a Jupyter kernel of that Python, with short epochs (TUTORIAL_STEPS_PER_EPOCH=3, which the crash
@@ -27,19 +23,15 @@ demos follow: 2 epochs of 3 steps, stopped after step 4). No warning may come fr
 Checkpoints written by the oldest release and by 2.10.0, in both formats, then serve infer,
 train --auto_resume and (at the level "all") resume under the other.
 
-The 2.10.0 cell runs in the test venv itself (NumPy 2.x) and only writes, in both formats, the
-stopped runs that 2.7.0 continues: the other test modules run all the rest on 2.10.0
-(test_script, test_resume, test_export, test_notebook).
-
 Cost: the environments build, and the cells run, in the background from the moment the tests are
 collected, in one process (conftest.py: the one that collects, or pytest-xdist's controller), beside
 the other tests: one thread builds, two run the cells, each process on the least busy core.
 Each cell's results go to a JSON file; this module's tests, which run last in any worker, only wait
-for those files and check. One environment is built the way a user would (the oldest cell, with the
-README's two-line install, which 2.9.0 then shares; .ci/run builds it beforehand, while it installs
-the test venv, and the matrix waits for it: version_matrix/readme_venv.py); the others share one
-venv per Python, and each release is unpacked with --no-deps into a folder of its own, put first on
-PYTHONPATH. (Not --no-compile: where PYTHONDONTWRITEBYTECODE is set, every process would then
+for those files and check. The environments built the way a user builds them (the README's two lines
+for 2.7.0, its first command for 2.10.0 on Python 3.12) are built by .ci/run beforehand, while it
+installs the test venv, and the matrix waits for them (version_matrix/readme_venv.py); the others
+share one venv per Python, and each release is unpacked with --no-deps into a folder of its own, put
+first on PYTHONPATH. (Not --no-compile: where PYTHONDONTWRITEBYTECODE is set, every process would then
 compile MindSpore's modules again, some 5 s of CPU each.) Every step records its wall and CPU time;
 `pytest -s` prints them."""
 import json
@@ -75,10 +67,12 @@ BASE_PACKAGES = ["numpy<2", "protobuf>=3.13", "asttokens", "pillow", "scipy", "p
 class Cell:
     mindspore: str
     python: str
-    build: str  # "readme": a venv built with the README's lines (version_matrix/readme_venv.py);
+    build: str  # "readme": a venv built with the README's lines for another MindSpore
+    #             (version_matrix/readme_venv.py); "readme first": with the README's first command;
     #             "target": unpacked onto a shared venv; "test venv": the interpreter running the tests
     ckpt_format: str = "ckpt"  # of its train runs
-    ci: bool = False  # whether CI's matrix runs it
+    levels: tuple = ("all",)  # the LEVELs that run it
+    light_in_ci: bool = False  # in CI's matrix, the quick lesson as a script only
     results: dict = field(default_factory=dict)
     build_done: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
@@ -91,31 +85,45 @@ class Cell:
     @property
     def runs(self):
         """Whether it runs at this LEVEL."""
-        return LEVEL == "all" or self.ci
+        return LEVEL in self.levels
+
+    @property
+    def light(self):
+        """Whether it runs the quick lesson as a script only, at this LEVEL."""
+        return self.light_in_ci and LEVEL == ""
 
 
 # "" (unset, what CI runs): CI's matrix; "all": every cell, everything (a release check by hand).
 LEVEL = os.environ.get("TUTORIAL_VERSION_MATRIX", "")
 if LEVEL not in ("", "all"):
     raise ValueError(f"TUTORIAL_VERSION_MATRIX={LEVEL!r}: leave it unset (CI's matrix) or set it to 'all'")
-NOT_IN_CI = "not in CI's budget; TUTORIAL_VERSION_MATRIX=all runs it"
-OLDEST = Cell(readme_venv.OLDEST, readme_venv.OLDEST_PYTHON, "readme", ci=True)
+NOT_AT_THIS_LEVEL = ("not in CI's budget; TUTORIAL_VERSION_MATRIX=all runs it" if LEVEL == "" else
+                     "CI's quick cell of this release; the level 'all' runs the release in full on another Python")
+BOTH = ("", "all")
+OLDEST = Cell(readme_venv.OLDEST, readme_venv.OLDEST_PYTHON, "readme", levels=BOTH)
 NEWEST = Cell("2.10.0", f"{sys.version_info.major}.{sys.version_info.minor}", "test venv", "safetensors",
-              ci=True)
+              levels=BOTH)
 CELLS = [
     OLDEST,
     NEWEST,
+    # The README's first command, on the newest Python it supports.
+    Cell("2.10.0", readme_venv.FIRST_PYTHON, "readme first", levels=BOTH, light_in_ci=True),
+    # Every other release: at the level "all" in full, on the Pythons the matrix covers once each;
+    # in CI the quick lesson, unpacked onto the oldest cell's venv (Python 3.9 has them all).
     Cell("2.7.1", "3.10", "target", "safetensors"),
     Cell("2.7.1.post1", "3.10", "target"),
     Cell("2.8.0", "3.10", "target", "safetensors"),
     Cell("2.7.2", "3.12", "target"),
-    Cell("2.9.0", "3.9", "target", "safetensors"),  # onto the oldest cell's venv
+    Cell("2.9.0", "3.9", "target", "safetensors", levels=BOTH, light_in_ci=True),
+    *(Cell(release, "3.9", "target", levels=("",), light_in_ci=True) for release in ("2.7.1", "2.7.1.post1",
+                                                                                     "2.7.2", "2.8.0")),
 ]
 # What each user runs on the other release's stopped runs, per format; CI leaves out `resume`, which
 # loads the checkpoint as train --auto_resume does.
 CROSS_COMMANDS = ("infer", "resume", "auto_resume") if LEVEL == "all" else ("infer", "auto_resume")
 # The quickest to build first, so that both runners have work early; the others' Pythons follow.
-BUILD_ORDER = ["2.7.1-py3.10", "2.7.0-py3.9", "2.7.1.post1-py3.10", "2.8.0-py3.10", "2.7.2-py3.12", "2.9.0-py3.9"]
+BUILD_ORDER = ["2.7.1-py3.10", "2.7.0-py3.9", "2.7.1.post1-py3.10", "2.8.0-py3.10", "2.7.2-py3.12", "2.9.0-py3.9",
+               "2.7.1-py3.9", "2.7.1.post1-py3.9", "2.7.2-py3.9", "2.8.0-py3.9", "2.10.0-py3.12"]
 RUNNERS = 2
 LOCK = threading.Lock()
 CROSS = {"done": threading.Event(), "results": {}, "error": ""}
@@ -180,15 +188,16 @@ def build_folder(name):
 def readme_folder(cell):
     """Where the venv of a cell built with the README's lines is: in the folder that .ci/run built it
     in beforehand, where it did (readme_venv.py), or built here."""
-    prebuilt = Path(os.environ.get(readme_venv.PREBUILT) or "/nonexistent") / f"readme-{cell.mindspore}"
-    return prebuilt if prebuilt.is_dir() else build_folder(f"readme-{cell.mindspore}")
+    name = readme_venv.folder_name(cell.mindspore, cell.python)
+    prebuilt = Path(os.environ.get(readme_venv.PREBUILT) or "/nonexistent") / name
+    return prebuilt if prebuilt.is_dir() else build_folder(name)
 
 
 def interpreter(cell):
     """(python, extra PYTHONPATH) of the cell's environment once built."""
     if cell.build == "test venv":
         return sys.executable, None
-    if cell.build == "readme":
+    if cell.build in ("readme", "readme first"):
         return readme_folder(cell) / ".venv" / "bin" / "python", None
     python = (readme_folder(OLDEST) if cell.python == OLDEST.python else build_folder(f"base-{cell.python}")) \
         / ".venv" / "bin" / "python"
@@ -232,12 +241,13 @@ def build(cell):
     """Build `cell`'s environment (and the shared venv it needs, once)."""
     if cell.build == "test venv":
         return
-    if cell.build == "readme":
+    if cell.build in ("readme", "readme first"):
         folder = readme_folder(cell)
-        if folder != build_folder(f"readme-{cell.mindspore}"):  # built by .ci/run meanwhile: wait for it
+        if folder != build_folder(readme_venv.folder_name(cell.mindspore, cell.python)):  # built by .ci/run
             wait_for_prebuilt(folder, f"venv {cell.name} (README, built by .ci/run)")
         else:
-            timed_shell(readme_venv.prepare(folder, cell.mindspore, cell.python), folder, f"venv {cell.name} (README)")
+            timed_shell(readme_venv.prepare(folder, cell.mindspore, cell.python, first=cell.build == "readme first"),
+                        folder, f"venv {cell.name} (README)")
         return
     python, target = interpreter(cell)
     if not python.exists():
@@ -292,6 +302,8 @@ def run_cell(cell):
                                          f"interrupted-{fmt}", log=f"stopped-{fmt}", stop_when=stop_at.exists)
         return
     r["tutorial"] = script(cell, project, "--steps_per_epoch", "3", "--data_url", "MNIST", log="tutorial")
+    if cell.light:
+        return
     r["train"] = script(cell, project, *TRAIN, *fmt, "--ckpt_dir", "uninterrupted", log="train")
     first = project / "interrupted" / f"lenet-1_2.{cell.ckpt_format}"
     r["stopped"] = script(cell, project, *TRAIN, *fmt, "--ckpt_dir", "interrupted", log="stopped",
@@ -459,7 +471,7 @@ def show_times(title, steps):
 
 
 @pytest.mark.parametrize("cell", [pytest.param(cell, id=cell.name, marks=pytest.mark.skipif(not cell.runs,
-                                                                                          reason=NOT_IN_CI))
+                                                                                          reason=NOT_AT_THIS_LEVEL))
                                   for cell in CELLS])
 def test_a_mindspore_release_runs_everything(cell):
     if cell.build != "test venv" and not find_python(cell.python):
@@ -480,10 +492,16 @@ def test_a_mindspore_release_runs_everything(cell):
         import mindspore
         assert (mindspore.__version__, np.__version__[:2]) == (cell.mindspore, "2.")
         return  # the rest on 2.10.0: test_script, test_resume, test_export, test_notebook
-    assert "epoch: 4 step: 3" in r["tutorial"].stdout
-    assert re.search(r"Test accuracy of ckpt/lenet_1-best\.ckpt", r["tutorial"].stdout)
-    assert {p.name for p in (r["project"] / "images").glob("*.png")} >= {
-        "training_curves.png", "prediction.png", "confusion_matrix.png", "misclassified.png"}
+    tutorial = r["tutorial"].stdout
+    assert "epoch: 4 step: 3" in tutorial
+    assert re.search(r"Test accuracy of ckpt/lenet_1-best\.ckpt", tutorial)
+    assert {p.name for p in (r["project"] / "images").glob("*.png")} == {
+        "prediction.png", "confusion_matrix.png", "misclassified.png"}
+    for line in ("Same parameters as the uninterrupted run, bit for bit: True", "Same predictions: True",
+                 "Parameters of LeNet5 left unfilled, or of another shape: []"):  # the sections beyond, too
+        assert line in tutorial, line
+    if cell.light:
+        return
     assert "Continuing from interrupted/lenet-1_" in r["continued"].stdout
     last = f"lenet-2_6.{cell.ckpt_format}"
     assert stored(r["project"] / "interrupted" / last) == stored(r["project"] / "uninterrupted" / last)

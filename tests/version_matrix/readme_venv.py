@@ -4,9 +4,10 @@ can build it with the system's Python while it installs the test venv, on the co
 install leaves idle; the matrix then waits for it instead of building it (TUTORIAL_PREBUILT_VENVS).
 
 usage: python3 tests/version_matrix/readme_venv.py FOLDER
-    builds MindSpore OLDEST on Python OLDEST_PYTHON in FOLDER/readme-OLDEST (nothing where pyenv has
-    no such Python), with its output in build.log and, once done, its exit code, wall and CPU
-    seconds in result.json"""
+    builds MindSpore OLDEST on Python OLDEST_PYTHON with the README's two lines, then 2.10.0 on
+    FIRST_PYTHON with its first command, in FOLDER/readme-<release>-py<python> (nothing where pyenv
+    has no such Python), each with its output in build.log and, once done, its exit code, wall and
+    CPU seconds in result.json"""
 import glob
 import json
 import os
@@ -21,7 +22,9 @@ ROOT = Path(__file__).resolve().parents[2]
 # The README's way of installing the tutorial beside a MindSpore of one's choice, as written.
 README_OTHER_MINDSPORE = ("pip install mindspore=={version} -c constraints.txt",
                           "pip install -r requirements-without-mindspore.txt -c constraints.txt")
+README_FIRST = "pip install -r requirements.txt"  # the README's first command, after `python3 -m venv .venv`
 OLDEST, OLDEST_PYTHON = "2.7.0", "3.9"  # the oldest release on the oldest Python it supports
+FIRST_PYTHON = "3.12"  # the newest Python that the README's first command (MindSpore 2.10.0) supports
 PREBUILT = "TUTORIAL_PREBUILT_VENVS"  # the environment variable naming the folder .ci/run builds in
 
 
@@ -32,19 +35,24 @@ def find_python(version):
     return found[-1] if found else None
 
 
-def prepare(folder, version=OLDEST, python=OLDEST_PYTHON):
+def folder_name(version, python):
+    return f"readme-{version}-py{python}"
+
+
+def prepare(folder, version=OLDEST, python=OLDEST_PYTHON, first=False):
     """Make `folder` (which must not exist) with the files the README's lines read; return the shell
-    command that builds the venv there with them."""
+    command that builds the venv there with them: its first command (`first`), or its two lines for
+    another MindSpore."""
     folder.mkdir(parents=True)
-    for name in ("constraints.txt", "requirements-without-mindspore.txt"):
+    for name in ("constraints.txt", "requirements.txt", "requirements-without-mindspore.txt"):
         shutil.copy2(ROOT / name, folder / name)
-    lines = " && ".join(".venv/bin/" + line.format(version=version) for line in README_OTHER_MINDSPORE)
-    return f"{find_python(python)} -m venv .venv && {lines}"
+    lines = [README_FIRST] if first else [line.format(version=version) for line in README_OTHER_MINDSPORE]
+    return f"{find_python(python)} -m venv .venv && " + " && ".join(".venv/bin/" + line for line in lines)
 
 
-def prebuild(folder):
-    """Build the oldest cell's venv in `folder` (.ci/run); write build.log, then result.json."""
-    command = prepare(folder)
+def prebuild(folder, version, python, first):
+    """Build a README venv in `folder` (.ci/run); write build.log, then result.json."""
+    command = prepare(folder, version, python, first)
     start = time.monotonic()
     with open(folder / "build.log", "w") as log:
         returncode = subprocess.run(["bash", "-c", command], cwd=folder, stdout=log, stderr=subprocess.STDOUT
@@ -59,5 +67,6 @@ def prebuild(folder):
 if __name__ == "__main__":
     if len(sys.argv) != 2:
         sys.exit(__doc__.split("\n\n")[-1])
-    if find_python(OLDEST_PYTHON):
-        prebuild(Path(sys.argv[1]) / f"readme-{OLDEST}")
+    for version, python, first in ((OLDEST, OLDEST_PYTHON, False), ("2.10.0", FIRST_PYTHON, True)):
+        if find_python(python):  # one after the other: pip keeps a core busy
+            prebuild(Path(sys.argv[1]) / folder_name(version, python), version, python, first)
