@@ -38,7 +38,7 @@ def build(target=ROOT / "main.ipynb", timeout=3600):
     notebook = jupytext.read(ROOT / "main.py")
     with tempfile.TemporaryDirectory() as scratch:
         scratch = copy_project(Path(scratch) / "project")
-        NotebookClient(notebook, timeout=timeout, kernel_name="python3", store_widget_state=False,
+        NotebookClient(notebook, timeout=timeout, kernel_name="python3", store_widget_state=False, record_timing=False,
                        resources={"metadata": {"path": str(scratch)}}).execute()
         text = nbformat.writes(without_widgets(notebook))
         if str(scratch) in text:

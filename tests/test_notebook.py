@@ -118,6 +118,10 @@ def test_committed_outputs_are_clean():
     assert labels and all(n <= m for n, m in labels), labels
 
 
+def test_committed_notebook_keeps_no_execution_timestamps():
+    assert not [cell.metadata["execution"] for cell in COMMITTED.cells if "execution" in cell.metadata]
+
+
 def test_committed_notebook_keeps_no_widget_state():
     assert "widgets" not in COMMITTED.metadata
     assert "application/vnd.jupyter.widget-view+json" not in nbformat.writes(COMMITTED)
