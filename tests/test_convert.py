@@ -2,7 +2,6 @@
 PyTorch-trained LeNet5 in pytorch/. Both frameworks are fed the same arrays (pytorch/mnist_arrays.py)."""
 import hashlib
 import json
-import os
 import pickle
 import platform
 import subprocess
@@ -12,10 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-os.environ.setdefault("GLOG_v", "2")  # before MindSpore starts, as main.py sets them
-if Path("/proc/cpuinfo").exists() and " avx512f" in Path("/proc/cpuinfo").read_text():
-    os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
+from machinery.lesson import load_definitions
 
+LESSON = load_definitions()  # main.py's LeNet5 and create_dataset; first, as it sets up MindSpore's environment
 import mindspore as ms  # noqa: E402
 import torch  # noqa: E402
 from mindspore import nn  # noqa: E402
@@ -32,24 +30,7 @@ SHIPPED = ROOT / "pytorch"
 AGREE, CLOSE = 0.999, 1e-4  # the argmax agreement and the largest logit difference each conversion must meet
 
 
-class LeNet5(nn.Cell):
-    """main.py's LeNet5."""
-
-    def __init__(self, num_classes=10):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 6, 5, pad_mode="valid")
-        self.conv2 = nn.Conv2d(6, 16, 5, pad_mode="valid")
-        self.relu = nn.ReLU()
-        self.pool = nn.MaxPool2d(kernel_size=2, stride=2, pad_mode="pad", padding=0)
-        self.flatten = nn.Flatten()
-        self.fc1 = nn.Dense(400, 120)
-        self.fc2 = nn.Dense(120, 84)
-        self.fc3 = nn.Dense(84, num_classes)
-
-    def construct(self, x):
-        x = self.pool(self.relu(self.conv1(x)))
-        x = self.pool(self.relu(self.conv2(x)))
-        return self.fc3(self.fc2(self.fc1(self.flatten(x))))
+LeNet5 = LESSON.LeNet5
 
 
 @pytest.fixture(scope="module")
@@ -429,13 +410,57 @@ def test_the_shipped_weights_predict_as_pytorch_recorded():
 
 
 def test_the_arrays_are_main_pys():
-    """pytorch/mnist_arrays.py gives what main.py's create_dataset gives: MindSpore's Resize, then Rescale."""
-    from mindspore.dataset import vision
-    from pytorch.mnist_arrays import read_idx
-    raw = read_idx(ROOT / "MNIST" / "t10k-images-idx3-ubyte.gz", 2051, 1000)
-    resize, rescale = vision.Resize((32, 32)), vision.Rescale(1 / (255 * 0.3081), -0.1307 / 0.3081)
-    expected = np.stack([rescale(resize(image[:, :, None])) for image in raw]).transpose(0, 3, 1, 2)
-    np.testing.assert_array_equal(load_mnist_arrays(ROOT / "MNIST", "test", 1000)[0], expected)
+    """pytorch/mnist_arrays.py gives what main.py's create_dataset gives for the test set, in file order."""
+    from mnist_data import prepare_mnist
+    data_dir = prepare_mnist(ROOT / "MNIST")
+    images, labels = next(LESSON.create_dataset(data_dir, training=False, batch_size=1000).create_tuple_iterator(
+        output_numpy=True))
+    ours, our_labels = load_mnist_arrays(ROOT / "MNIST", "test", 1000)
+    np.testing.assert_array_equal(ours, images)
+    np.testing.assert_array_equal(our_labels, labels)
+
+
+def main_py(cwd, *args):
+    return subprocess.run([sys.executable, str(ROOT / "main.py"), *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_the_command_converts_a_pth_that_infer_and_resume_then_take(torch_files, tmp_path):
+    """`python main.py convert`, as the README shows it: then infer and resume take the file, resume with a
+    fresh optimizer, and the way back gives PyTorch its weights again."""
+    result = main_py(tmp_path, "convert", torch_files / "checkpoint.pth", "lenet5.ckpt")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == ("Converted 8 parameters from PyTorch (checkpoint.pth) to MindSpore: "
+                                              "lenet5.ckpt")
+    inferred = main_py(tmp_path, "infer", "--ckpt", "lenet5.ckpt", "--no_progress")
+    assert inferred.returncode == 0 and "Test accuracy of lenet5.ckpt: 0." in inferred.stdout, inferred.stderr
+    resumed = main_py(tmp_path, "resume", "--ckpt", "lenet5.ckpt", "--steps_per_epoch", "2", "--num_epochs", "1",
+                      "--no_progress")
+    assert resumed.returncode == 0, resumed.stderr
+    assert ("Loaded lenet5.ckpt: it stores no epoch (plain weights), so training starts at epoch 0, with a fresh "
+            "optimizer") in resumed.stdout
+    back = main_py(tmp_path, "convert", "lenet5.ckpt", "back.safetensors")
+    assert back.returncode == 0, back.stderr
+    original = torch.load(torch_files / "checkpoint.pth", weights_only=True)["model_state_dict"]
+    returned = load_file(str(tmp_path / "back.safetensors"))
+    assert original.keys() == returned.keys() and all(torch.equal(original[k], returned[k]) for k in original)
+
+
+def test_the_command_refuses_in_one_line_and_writes_nothing(torch_files, tmp_path):
+    from conftest import one_error_line
+    biased = TorchLeNet5()
+    biased.conv1 = tnn.Conv2d(1, 6, 5)  # with a bias, which ours has not
+    torch.save(biased.state_dict(), tmp_path / "biased.pth")
+    result = main_py(tmp_path, "convert", "biased.pth", "out.ckpt")
+    assert result.returncode == 1
+    assert one_error_line(result).startswith("error: biased.pth does not fit LeNet5: conv1.bias in the source has "
+                                             "no place in LeNet5")
+    assert not (tmp_path / "out.ckpt").exists()
+    (tmp_path / "out.ckpt").write_bytes(b"the user's")
+    result = main_py(tmp_path, "convert", torch_files / "bare.pth", "out.ckpt")
+    assert result.returncode == 1 and one_error_line(result) == "error: out.ckpt exists; pass --force to overwrite it"
+    assert (tmp_path / "out.ckpt").read_bytes() == b"the user's"
 
 
 @pytest.mark.slow
