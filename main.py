@@ -546,8 +546,8 @@ for title, pretrained, head_only in [("From scratch", False, False), ("Fine-tune
 #   end. It handles one signal, and MindSpore's runtime turns Ctrl-C (SIGINT) into SIGTERM.
 #
 # Both store no position: a new `Model.train` call starts again at epoch 1, step 1, on top of
-# the restored state. Here both are measured on 2 epochs of 200 steps (fewer in a quick run),
-# with an abnormal exit halfway through the second, after step 300, and the rerun compared with
+# the restored state. Here both are measured on 2 epochs of 100 steps (fewer in a quick run),
+# with an abnormal exit halfway through the second, after step 150, and the rerun compared with
 # a run that was never interrupted.
 
 # %%
@@ -575,7 +575,7 @@ def crash(step):
     raise RuntimeError(f"simulated crash after step {step}")
 
 
-def run_builtin(data_dir, *callbacks, steps=200, action=None):
+def run_builtin(data_dir, *callbacks, steps=100, action=None):
     """Train 2 epochs of `steps` steps with fixed seeds, calling `action` at exit_step(steps);
     return the parameters and the steps trained."""
     ms.set_seed(1)
@@ -591,7 +591,7 @@ def run_builtin(data_dir, *callbacks, steps=200, action=None):
     return {p.name: p.asnumpy() for p in model.train_network.get_parameters()}, counter.steps
 
 
-def compare(name, reference, params, trained, steps=200):
+def compare(name, reference, params, trained, steps=100):
     """Print how far a rerun's parameters `params` (`trained` steps) ended from the uninterrupted run's."""
     weights = [name for name in reference if "." in name and not name.startswith("moments.")]
     difference = max(np.abs(params[name] - reference[name]).max() for name in weights)
@@ -607,7 +607,7 @@ import tempfile
 from mindspore.train import BackupAndRestore, OnRequestExit
 
 crash_dir = Path(tempfile.mkdtemp(prefix="crash-", dir=CKPT_DIR))  # a fresh folder each time
-DEMO_STEPS = min(200, STEPS_PER_EPOCH or 200)  # a quick run's epochs are short here too
+DEMO_STEPS = min(100, STEPS_PER_EPOCH or 100)  # a quick run's epochs are short here too
 reference, _ = run_builtin(data_dir, steps=DEMO_STEPS)
 run_builtin(data_dir, BackupAndRestore(str(crash_dir / "backup")), steps=DEMO_STEPS, action=crash)
 rerun = run_builtin(data_dir, BackupAndRestore(str(crash_dir / "backup")), steps=DEMO_STEPS)
@@ -633,7 +633,7 @@ del os.environ["MS_ENABLE_GRACEFUL_EXIT"]
 
 # %% [markdown]
 # Both restore the weights and the momentum, which beats starting from scratch. But each
-# rerun trains all 400 steps again on top of the saved state, so the optimizer counts more
+# rerun trains all 200 steps again on top of the saved state, so the optimizer counts more
 # steps than it should, the data order starts over, and the weights end about 0.1 away from
 # those of the uninterrupted run (the largest difference, above). Passing `initial_epoch` by hand
 # would not fix it: the backup does not say which epoch it holds, and `BackupAndRestore`
@@ -645,7 +645,7 @@ del os.environ["MS_ENABLE_GRACEFUL_EXIT"]
 # that epoch from the seed, skips the batches already trained on, and goes on from the next
 # step. SIGINT and SIGTERM both stop it cleanly after the current step, with a checkpoint and
 # the command that continues. The engine is `train_resumable`, in `machinery/resumable.py`. The same
-# interruption, after step 300, then `auto_resume`:
+# interruption, after step 150, then `auto_resume`:
 
 # %%
 from machinery.checkpoint_files import read_checkpoint, table
