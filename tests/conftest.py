@@ -1,13 +1,17 @@
-"""Shared fixtures: tiny IDX files, and a scratch copy of the project to run the script in."""
+"""What the tests share: data (tiny IDX files, a small MNIST), a scratch copy of the project, running the
+script and reading what it did, the training runs that tests of several modules share, and the session's
+order, grouping and core pinning (docs/development.md#tests)."""
 import fcntl
 import json
 import os
 import shutil
+import signal
 import socket
 import struct
 import subprocess
 import sys
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -123,6 +127,40 @@ def run_script(cwd, *args, main=ROOT / "main.py", timeout=900):
     return subprocess.run(script_command(*args, main=main), cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
+def start_script(cwd, *args, **popen):
+    """Start main.py in the folder `cwd`, its output unbuffered and piped (or where `popen` says); return the
+    Popen."""
+    options = {"cwd": cwd, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True,
+               "env": {**os.environ, "PYTHONUNBUFFERED": "1"}}
+    return subprocess.Popen(script_command(*args), **{**options, **popen})
+
+
+def wait_for(process, condition, what, timeout=180, interval=0.005):
+    """Wait until `condition()` holds, while `process` runs; fail, saying `what` never came, if it ends or
+    `timeout` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, f"the process ended before {what}: {process.communicate()}"
+        assert time.monotonic() < deadline, f"{what} never came"
+        time.sleep(interval)
+
+
+def signal_after(process, line_start, sig=signal.SIGINT, delay=0, timeout=300):
+    """Send `sig`, `delay` seconds after the process prints a line that starts with `line_start`; return its
+    output (stdout, stderr) once it has ended."""
+    seen, deadline = [], time.monotonic() + timeout
+    for line in process.stdout:
+        seen.append(line)
+        if line.startswith(line_start):
+            if delay:
+                time.sleep(delay)
+            process.send_signal(sig)
+            break
+        assert time.monotonic() < deadline
+    out, err = process.communicate(timeout=timeout)
+    return "".join(seen) + out, err
+
+
 def one_error_line(result):
     """The one `error:` line of a finished run that failed as it should: no traceback, no usage text,
     no MindSpore [WARNING] or [ERROR] lines."""
@@ -133,10 +171,158 @@ def one_error_line(result):
     return lines[0]
 
 
+def stop_line(stderr):
+    """The one line a stop prints (MindSpore may still print a DeprecationWarning of its own at exit)."""
+    lines = [line for line in stderr.splitlines() if line.startswith("Stopped by")]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    return lines[0]
+
+
 def assert_saved_the_figures(infer):
     """`infer` (a finished run of the command) saved its three figures."""
     for name in ("prediction", "confusion_matrix", "misclassified"):
         assert f"Saved images/{name}.png" in infer.stdout
+
+
+def snapshot(folder):
+    """Every file below `folder`, with its bytes."""
+    return {p.relative_to(folder): p.read_bytes() for p in Path(folder).rglob("*") if p.is_file()}
+
+
+def copy_checkpoints(ckpt_dir, cwd):
+    """Copy the folder `ckpt_dir` into the working folder `cwd` as ckpt/ (a test changes its copy, never a
+    shared run); return `cwd`."""
+    shutil.copytree(ckpt_dir, cwd / "ckpt")
+    return cwd
+
+
+def network_parameters(path):
+    """The network's parameters stored in the checkpoint `path`, as arrays by name, without the run's
+    information (epoch, step, accuracy...)."""
+    from machinery.checkpoint_files import RUN_INFO, read_checkpoint
+    return {name: value.asnumpy() for name, value in read_checkpoint(path).items() if name not in RUN_INFO}
+
+
+def finite(path):
+    """Whether the parameters in the checkpoint `path` are finite (a stored test loss may be inf)."""
+    return all(np.isfinite(value).all() for value in network_parameters(path).values())
+
+
+USERS_FILE = "ckpt/lenet-1_1875.ckpt"
+
+
+@pytest.fixture
+def users_folder(tmp_path):
+    """A working folder holding a file of the user's, ckpt/lenet-1_1875.ckpt, and main.py, a file where a
+    folder could be asked for; no error may touch them."""
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / USERS_FILE).write_bytes(b"the user's checkpoint")
+    (tmp_path / "main.py").write_text("not a folder")
+    yield tmp_path
+    assert (tmp_path / USERS_FILE).read_bytes() == b"the user's checkpoint"
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["lenet-1_1875.ckpt"]
+
+
+@pytest.fixture
+def mount_tmpfs(tmp_path):
+    """A function that mounts (or remounts) a small tmpfs with the given options at tmp_path/disk; returns its
+    path. The test is skipped where that needs root and the tests are not root."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+
+    def mount(*options):
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join(options), "tmpfs", str(disk)],
+                              capture_output=True, text=True)
+        if done.returncode:
+            pytest.skip(f"cannot mount a tmpfs (needs root): {done.stderr.strip()}")
+        return disk
+    yield mount
+    subprocess.run(["umount", "--lazy", str(disk)], check=False, capture_output=True)
+
+
+def as_nobody(why):
+    """The command prefix that runs a command as the user nobody, for whom root's folders can be unreadable or
+    unwritable; the test is skipped, saying that it needs root and setpriv to `why`, where that cannot be done."""
+    command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip(f"needs root and setpriv to {why}")
+    if subprocess.run([*command, sys.executable, "-c", f"open({str(ROOT / 'main.py')!r})"],
+                      capture_output=True).returncode:
+        pytest.skip(f"the user nobody cannot read {ROOT} or run {sys.executable}")
+    return command
+
+
+@pytest.fixture
+def open_folder():
+    """A scratch folder for a test that runs a command as the user nobody: outside pytest's tmp_path, which is
+    root's alone. Removed after the test."""
+    folder = Path(tempfile.mkdtemp(prefix="as-nobody-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder)
+
+
+# ---- training runs that tests of several modules share ----
+# Each is made once a session: pytest_collection_modifyitems sends every test that uses one to the same
+# pytest-xdist worker. A test copies what it changes, unless it restores it.
+
+QUICK = ["--steps_per_epoch", "5", "--no_progress"]  # 5 steps an epoch, no progress bars
+SHARED_RUNS = set()  # the names of the fixtures below
+
+
+def shared_run(fixture):
+    """A session-scoped fixture whose tests go to one worker."""
+    SHARED_RUNS.add(fixture.__name__)
+    return pytest.fixture(scope="session")(fixture)
+
+
+@shared_run
+def eight_step_run(tmp_path_factory, small_mnist):
+    """A folder where 'train' ran into ckpt/train: 2 epochs of 4 steps, saved at steps 4, 5 and 8 (lenet-1_4,
+    lenet-2_1, mid-epoch, and lenet-2_4)."""
+    cwd = tmp_path_factory.mktemp("eight_step_run")
+    result = run_script(cwd, "train", "--data_url", str(small_mnist), "--steps_per_epoch", "4", "--save_steps", "5",
+                        "--num_epochs", "2", "--no_progress")
+    assert result.returncode == 0, result.stderr
+    return cwd
+
+
+@shared_run
+def ckpt_then_safetensors_run(tmp_path_factory, small_mnist):
+    """A folder holding run/: one epoch of 20 steps in .ckpt (saves at steps 9, 18, 20), continued to 3 epochs
+    in .safetensors."""
+    cwd = tmp_path_factory.mktemp("ckpt_then_safetensors_run")
+    common = ["--data_url", str(small_mnist), "--ckpt_dir", "run", "--steps_per_epoch", "20", "--save_steps", "9"]
+    result = run_script(cwd, "train", *common, "--num_epochs", "1")
+    assert result.returncode == 0, result.stderr
+    result = run_script(cwd, "train", *common, "--num_epochs", "3", "--auto_resume", "--ckpt_format", "safetensors")
+    assert result.returncode == 0, result.stderr
+    return cwd
+
+
+@shared_run
+def one_run_per_format(tmp_path_factory, small_mnist):
+    """A folder holding ckpt/ and safetensors/: a 'train' run in each format, 2 epochs of 20 steps saved every
+    10, each copied to --train_url published_ckpt and published_safetensors."""
+    cwd = tmp_path_factory.mktemp("one_run_per_format")
+    for fmt in ("ckpt", "safetensors"):
+        result = run_script(cwd, "train", "--data_url", str(small_mnist), "--ckpt_dir", fmt,
+                            "--ckpt_format", fmt, "--num_epochs", "2", "--save_steps", "10",
+                            "--train_url", f"published_{fmt}")
+        assert result.returncode == 0, result.stderr
+    return cwd
+
+
+@shared_run
+def one_epoch_run(tmp_path_factory, small_mnist):
+    """ckpt/ after one QUICK epoch of 'train' (lenet-1_5.ckpt), for the tests that resume or infer from it to
+    copy."""
+    cwd = tmp_path_factory.mktemp("one_epoch_run")
+    result = run_script(cwd, "train", "--num_epochs", "1", "--ckpt_dir", "ckpt", "--data_url", str(small_mnist),
+                        *QUICK)
+    assert result.returncode == 0, result.stderr
+    return cwd / "ckpt"
 
 
 def pytest_configure(config):
@@ -147,11 +333,8 @@ def pytest_configure(config):
 @contextmanager
 def on_least_busy_core(holder):
     """Run the calling thread, and every process it starts meanwhile, on one core: the one that the
-    fewest others (pytest-xdist's workers, the version matrix's threads) hold right now. MindSpore's
-    CPU runtime spins (sched_yield) while it waits, so a training run sharing 2 cores with another
-    busy process took 3 times the CPU it takes alone, while two runs on one core took no more than
-    each alone (docs/development.md#tests). Cores are claimed afresh for every test, so that a long
-    test does not share its core with a busy neighbour for its whole length."""
+    fewest others (pytest-xdist's workers, the version matrix's threads) hold right now; on a machine
+    with one core, where it runs. Why: docs/development.md#tests."""
     if len(ALL_CORES) < 2:
         yield
         return
@@ -204,30 +387,57 @@ def start_version_matrix(nodeids):
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(session, config, items):
-    """For pytest-xdist's workers (`--dist loadgroup`, pyproject.toml): the tests of a module with a
-    module-scoped fixture (a training run its tests share) go to one worker, so that the run happens
+    """For pytest-xdist's workers (`--dist loadgroup`, pyproject.toml): the tests that share a training run
+    (a module-scoped fixture, or one of the shared runs above) go to one worker, so that the run happens
     once; the longest (LONGEST) go first, then the other slow ones, so that the quick ones fill the end;
     the version matrix's tests, which only wait for its cells, go last."""
+    groups = group_by_shared_run(items)
     for item in items:
-        if any(defs[-1].scope == "module" for defs in item._fixtureinfo.name2fixturedefs.values()):
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+        if item.nodeid in groups:
+            item.add_marker(pytest.mark.xdist_group(groups[item.nodeid]))
 
     def order(item):
         if item.module.__name__ == "test_versions_matrix":
             return 3, 0
         for rank, name in enumerate(LONGEST):
-            if name in (item.name, item.module.__name__):
+            if name in (item.name, item.module.__name__, groups.get(item.nodeid)):
                 return 0, rank
         return (1 if item.get_closest_marker("slow") else 2), 0
     items.sort(key=order)
 
 
+def group_by_shared_run(items):
+    """{node ID: group} for the tests that share a run: a module-scoped fixture's run is its module's (named
+    after the module), a shared run's is its own (named after the fixture); a test that uses two joins their
+    groups into one, named after the first name of the two in alphabetical order. Every worker names them alike."""
+    parent = {}
+
+    def root(name):
+        while parent[name] != name:
+            name = parent[name]
+        return name
+
+    runs = {}
+    for item in items:
+        names = sorted({item.module.__name__ if definitions[-1].scope == "module" else fixture
+                        for fixture, definitions in item._fixtureinfo.name2fixturedefs.items()
+                        if definitions[-1].scope == "module" or fixture in SHARED_RUNS})
+        for name in names:
+            parent.setdefault(name, name)
+        for name in names[1:]:
+            first, other = sorted((root(names[0]), root(name)))
+            parent[other] = first
+        if names:
+            runs[item.nodeid] = names[0]
+    return {nodeid: root(name) for nodeid, name in runs.items()}
+
+
 # What takes longest, measured (CPU seconds of a whole run, 2026-12-02), first, longest first: started
 # late, one of them would leave the other workers idle at the end. The whole tutorial (116 s) is one
-# process that nothing can share; the modules whose tests share a run go to one worker whole.
-LONGEST = ("test_full_tutorial_reaches_the_accuracy_floors_then_the_readme_steps_work", "test_edge_cases",
+# process that nothing can share; a shared run's tests (named by the run) go to one worker whole.
+LONGEST = ("test_full_tutorial_reaches_the_accuracy_floors_then_the_readme_steps_work", "ckpt_then_safetensors_run",
            "test_notebook_runs_twice_in_jupyterlab_then_the_readme_commands_work", "test_distributed",
-           "test_third_hunt", "test_interrupted_runs_continue_bit_for_bit")
+           "eight_step_run", "test_interrupted_runs_continue_bit_for_bit")
 
 
 @pytest.hookimpl(tryfirst=True)  # on a worker, before pytest-xdist reports the collection to the controller

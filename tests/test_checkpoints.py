@@ -1,12 +1,16 @@
-"""Best checkpoints, integrity checks on load, safetensors, and the list, infer and resume commands."""
+"""Checkpoint files: the best file (it survives rotation, a continued run compares against the best it
+inherited, a new run never overwrites an earlier one's), safetensors files that the safetensors package
+reads, and the checkpoints refused in one line: damaged files, and those that do not fit LeNet5 (another
+network, another shape, another dtype). Which file a command takes, and 'list': test_checkpoint_discovery.py."""
 import re
+import shutil
 
 import mindspore as ms
 import numpy as np
 import pytest
 
 from machinery.checkpoint_files import read_checkpoint, run_info
-from conftest import assert_saved_the_figures, run_script
+from conftest import one_error_line, run_script
 
 
 def test_best_checkpoint_survives_rotation_and_keeps_the_highest_accuracy(cpu, small_mnist, tmp_path, capsys):
@@ -40,85 +44,37 @@ def test_a_continued_run_compares_against_the_best_it_inherited(cpu, small_mnist
     assert run_info(read_checkpoint(last))["best_acc"] == pytest.approx(0.999)
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, small_mnist):
-    """A folder with checkpoints from `train`, in both formats."""
-    cwd = tmp_path_factory.mktemp("trained")
-    for fmt in ("ckpt", "safetensors"):
-        result = run_script(cwd, "train", "--data_url", str(small_mnist), "--ckpt_dir", fmt,
-                            "--ckpt_format", fmt, "--num_epochs", "2", "--save_steps", "10",
-                            "--train_url", f"published_{fmt}")
-        assert result.returncode == 0, result.stderr
-    return cwd
+@pytest.mark.slow
+def test_a_new_run_never_overwrites_an_earlier_best_file(ckpt_then_safetensors_run, small_mnist):
+    run_dir = ckpt_then_safetensors_run
+    folder = run_dir / "b2"
+    folder.mkdir()
+    shutil.copy2(run_dir / "run" / "lenet-best.ckpt", folder / "lenet-best.ckpt")  # the best file alone
+    before = (folder / "lenet-best.ckpt").read_bytes()
+    for extra in ([], ["--auto_resume"]):
+        result = run_script(run_dir, "train", "--data_url", str(small_mnist), "--ckpt_dir", "b2",
+                            "--steps_per_epoch", "2", "--num_epochs", "1", *extra)
+        assert result.returncode == 1
+        assert one_error_line(result) == ("error: b2/lenet-best.ckpt belongs to an earlier run, and a new run "
+                                          "would overwrite it; choose another --ckpt_dir, or move the file away")
+        assert (folder / "lenet-best.ckpt").read_bytes() == before
+        assert sorted(p.name for p in folder.iterdir()) == ["lenet-best.ckpt"]
 
 
 @pytest.mark.slow
-def test_train_url_receives_the_checkpoints(trained):
-    for fmt in ("ckpt", "safetensors"):
-        published = {p.name: p.read_bytes() for p in (trained / f"published_{fmt}").iterdir()
-                     if p.name != ".train_url_copies"}  # the names copied there, which later copies may replace
-        expected = {p.name: p.read_bytes() for p in (trained / fmt).glob(f"lenet-*.{fmt}")}
-        expected["train_log.csv"] = (trained / fmt / "train_log.csv").read_bytes()  # and the run's curves
-        assert published.pop("train_curves.png").startswith(b"\x89PNG")
-        assert published == expected
-        assert f"lenet-best.{fmt}" in published
-
-
-@pytest.mark.slow
-def test_list_shows_position_metrics_and_integrity(trained):
-    damaged = trained / "ckpt" / "lenet-1_10.ckpt"
-    original = damaged.read_bytes()
-    damaged.chmod(0o600)
-    damaged.write_bytes(original[:len(original) // 2])
-    try:
-        result = run_script(trained, "list", "--ckpt_dir", "ckpt")
-    finally:
-        damaged.write_bytes(original)
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert lines[0].split() == ["file", "epoch", "global", "step", "acc", "loss", "best", "acc", "intact"]
-    rows = {line.split()[0]: line.split() for line in lines[1:]}
-    assert set(rows) == {"lenet-1_10.ckpt", "lenet-1_20.ckpt", "lenet-2_10.ckpt", "lenet-2_20.ckpt",
-                         "lenet-best.ckpt"}
-    assert rows["lenet-2_20.ckpt"][:3] == ["lenet-2_20.ckpt", "2", "40"] and rows["lenet-2_20.ckpt"][-1] == "yes"
-    assert re.fullmatch(r"0\.\d{4}", rows["lenet-2_20.ckpt"][3])
-    assert rows["lenet-1_10.ckpt"][-2:] == ["NO:", "damaged"]
-    assert rows["lenet-2_10.ckpt"][3:6] == ["-", "-", rows["lenet-1_20.ckpt"][5]]  # mid-epoch: best so far
-
-
-@pytest.mark.slow
-def test_safetensors_files_are_readable_by_the_safetensors_package(trained):
+def test_safetensors_files_are_readable_by_the_safetensors_package(one_run_per_format):
     from safetensors.numpy import load_file
-    path = trained / "safetensors" / "lenet-2_20.safetensors"
+    path = one_run_per_format / "safetensors" / "lenet-2_20.safetensors"
     tensors = load_file(path)
     ours = {name: value.asnumpy() for name, value in read_checkpoint(path).items()}
     assert tensors.keys() == ours.keys()
     for name in ours:
         np.testing.assert_array_equal(tensors[name], ours[name], err_msg=name)
     # the same run in the ckpt format holds the same numbers
-    same_run = {name: value.asnumpy() for name, value in read_checkpoint(trained / "ckpt" / "lenet-2_20.ckpt").items()}
+    same_run = {name: value.asnumpy()
+                for name, value in read_checkpoint(one_run_per_format / "ckpt" / "lenet-2_20.ckpt").items()}
     for name in ours:
         np.testing.assert_array_equal(same_run[name], ours[name], err_msg=name)
-
-
-@pytest.mark.slow
-def test_infer_takes_a_path(trained, small_mnist):
-    """`--ckpt best` and `latest`: test_edge_cases.py's test_2 tests, with which file each picks."""
-    result = run_script(trained, "infer", "--data_url", str(small_mnist), "--ckpt_dir", "ckpt",
-                        "--ckpt", "safetensors/lenet-best.safetensors")
-    assert result.returncode == 0, result.stderr
-    assert_saved_the_figures(result)
-
-
-@pytest.mark.slow
-def test_resume_command_continues_the_epoch_count(trained, small_mnist):
-    result = run_script(trained, "resume", "--data_url", str(small_mnist), "--ckpt_dir", "ckpt",
-                        "--ckpt", "ckpt/lenet-2_20.ckpt", "--num_epochs", "1")
-    assert result.returncode == 0, result.stderr
-    assert "Loaded ckpt/lenet-2_20.ckpt (epoch 2)" in result.stdout
-    assert "epoch: 3 step: 20" in result.stdout
-    assert "Checkpoints after resuming training:\n" in result.stdout
-    assert "\nlenet_1-3_20.ckpt\nlenet_1-best.ckpt\nlenet_1-graph.meta\n" in result.stdout
 
 
 DAMAGED = "damaged or not a checkpoint (its format or CRC check failed)"
@@ -136,27 +92,44 @@ def flip_a_bit(data):
     (flip_a_bit, DAMAGED),
 ])
 @pytest.mark.slow
-def test_a_bad_checkpoint_gives_one_line(trained, small_mnist, tmp_path, make, problem):
+def test_a_bad_checkpoint_gives_one_line(one_run_per_format, small_mnist, tmp_path, make, problem):
     bad = tmp_path / "bad.ckpt"
-    bad.write_bytes(make((trained / "ckpt" / "lenet-best.ckpt").read_bytes()))
-    result = run_script(trained, "infer", "--data_url", str(small_mnist), "--ckpt", str(bad))
+    bad.write_bytes(make((one_run_per_format / "ckpt" / "lenet-best.ckpt").read_bytes()))
+    result = run_script(one_run_per_format, "infer", "--data_url", str(small_mnist), "--ckpt", str(bad))
     assert result.returncode == 1
     assert f"error: {bad}: {problem}; use another checkpoint file" in result.stderr.splitlines()
     assert "Traceback" not in result.stderr and "[ERROR]" not in result.stderr
 
 
 @pytest.mark.slow
-def test_a_checkpoint_of_another_network_is_refused(trained, small_mnist, tmp_path, cpu):
+def test_a_checkpoint_of_another_network_is_refused(one_run_per_format, small_mnist, tmp_path, cpu):
     other = tmp_path / "other.ckpt"
     ms.save_checkpoint(cpu.nn.Conv2d(1, 8, 3), str(other), crc_check=True)
     wrong_shape = tmp_path / "wrong_shape.ckpt"
-    params = read_checkpoint(trained / "ckpt" / "lenet-best.ckpt")
+    params = read_checkpoint(one_run_per_format / "ckpt" / "lenet-best.ckpt")
     params["fc3.weight"] = ms.Parameter(ms.Tensor(np.zeros((12, 84), np.float32)), name="fc3.weight")
     ms.save_checkpoint([{"name": k, "data": v} for k, v in params.items()], str(wrong_shape), crc_check=True)
     for path, message in [(other, "has no parameter conv1.weight; it was not saved from LeNet5"),
                           (wrong_shape, "parameter fc3.weight has shape (12, 84), LeNet5 needs (10, 84)")]:
-        result = run_script(trained, "infer", "--data_url", str(small_mnist), "--ckpt", str(path))
+        result = run_script(one_run_per_format, "infer", "--data_url", str(small_mnist), "--ckpt", str(path))
         assert result.returncode == 1
         assert f"error: {path}: {message}" in result.stderr.splitlines()
         assert "Traceback" not in result.stderr
 
+
+@pytest.mark.slow
+def test_integer_weights_of_the_right_shapes_are_refused_and_latest_skips_them(eight_step_run, tmp_path, small_mnist):
+    """A checkpoint fits LeNet5 only with its shapes and its dtypes."""
+    good = read_checkpoint(eight_step_run / "ckpt" / "train" / "lenet-2_4.ckpt")
+    (tmp_path / "run").mkdir()
+    shutil.copy2(eight_step_run / "ckpt" / "train" / "lenet-1_4.ckpt", tmp_path / "run" / "lenet-1_4.ckpt")
+    ints = [{"name": name, "data": ms.Tensor(np.zeros(value.shape, np.int32))} for name, value in good.items()
+            if value.dtype == ms.float32] + [{"name": "epoch_num", "data": ms.Tensor(9, ms.int32)}]
+    ms.save_checkpoint(ints, str(tmp_path / "run" / "ints-9_1.ckpt"))  # the furthest position, if it counted
+    result = run_script(tmp_path, "infer", "--ckpt", "run/ints-9_1.ckpt", "--data_url", str(small_mnist))
+    assert result.returncode == 1
+    assert one_error_line(result) == ("error: run/ints-9_1.ckpt: parameter conv1.weight is Int32, LeNet5 needs "
+                                      "Float32; use a checkpoint saved from LeNet5")
+    result = run_script(tmp_path, "infer", "--ckpt_dir", "run", "--data_url", str(small_mnist))
+    assert result.returncode == 0, result.stderr
+    assert "Using run/lenet-1_4.ckpt (latest: the furthest position, epoch 1" in result.stdout

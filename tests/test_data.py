@@ -1,12 +1,16 @@
-"""Data preparation and create_dataset, on tiny IDX files written by the tests."""
+"""Data preparation and create_dataset, on tiny IDX files written by the tests, and damaged MNIST files:
+each named in one line, through prepare_mnist and through the real script, before training, with nothing left
+half unpacked. The layouts --data_url accepts: test_data_layout.py."""
 import gzip
 import hashlib
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from conftest import ROOT, write_idx
+from conftest import ROOT, one_error_line, run_script, write_idx
 from mnist_data import MNIST_FILES, DataError, check_idx, prepare_mnist
 
 
@@ -182,3 +186,52 @@ def test_a_damaged_idx_file_is_named(tiny_mnist, damage):
     assert sorted(p.name for p in tiny_mnist.rglob("*")) == sorted(
         ["train", "test", "train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte"]
         + ([] if damage == "missing" else ["t10k-labels-idx1-ubyte"]))
+
+
+# ---- through the script: one line, before training ----
+
+def test_damaged_data_stops_before_training(users_folder):
+    data = users_folder / "data"
+    for split, prefix in [("train", "train"), ("test", "t10k")]:
+        (data / split).mkdir(parents=True)
+        for kind in ("images-idx3-ubyte", "labels-idx1-ubyte"):
+            (data / split / f"{prefix}-{kind}").write_bytes(b"")
+    result = run_script(users_folder, "--data_url", "data")
+    assert result.returncode == 1
+    assert one_error_line(result).startswith("error: data/train/train-images-idx3-ubyte is not an MNIST image file")
+    assert "epoch:" not in result.stdout
+
+
+@pytest.mark.slow
+def test_damaged_gz_files_stop_before_training_and_leave_nothing_unpacked(users_folder):
+    """The four .gz files in --data_url: the last one unpacked is damaged; the three before it go again."""
+    data = users_folder / "data"
+    data.mkdir()
+    for gz in (ROOT / "MNIST").glob("*.gz"):
+        shutil.copy(gz, data)
+    bad = data / "t10k-labels-idx1-ubyte.gz"
+    damaged = bytearray(bad.read_bytes())
+    damaged[20:28] = bytes(b ^ 0xFF for b in damaged[20:28])  # inside the compressed data
+    bad.write_bytes(bytes(damaged))
+    result = run_script(users_folder, "--data_url", "data")
+    assert result.returncode == 1
+    assert one_error_line(result) == ("error: cannot decompress data/t10k-labels-idx1-ubyte.gz: Error -3 while "
+                                      "decompressing data: invalid bit length repeat; replace it with the original "
+                                      "file")
+    assert sorted(p.name for p in data.iterdir()) == sorted(p.name for p in (ROOT / "MNIST").glob("*.gz"))
+
+
+@pytest.mark.slow
+def test_a_damaged_shipped_copy_stops_the_tutorial_and_leaves_nothing_unpacked(project):
+    """The default --data_url: MNIST/ as shipped, in a scratch copy of the project."""
+    bad = project / "MNIST" / "t10k-labels-idx1-ubyte.gz"
+    truncated = bad.read_bytes()[:3000]
+    bad.unlink()  # a symlink to the real file, which must stay intact
+    bad.write_bytes(truncated)
+    result = subprocess.run([sys.executable, str(project / "main.py")], cwd=project, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 1
+    assert one_error_line(result) == (f"error: cannot decompress {bad}: Compressed file ended before the "
+                                      f"end-of-stream marker was reached; replace it with the original file")
+    assert sorted(p.name for p in (project / "MNIST").iterdir()) == sorted(
+        p.name for p in (ROOT / "MNIST").glob("*.gz"))

@@ -1,5 +1,7 @@
-"""Issue 27's data cases, on real files and real processes: two first runs at once, a damaged unpacked file
-checked by its content, a full disk, a read-only data folder, and the four IDX files side by side."""
+"""The layouts --data_url accepts, on real files and real processes: the tutorial's train/ and test/, the four
+IDX files side by side, .gz files beside them; a folder holding something else, refused and never filled with
+the shipped copy; two first runs at once; an unpacked file checked by its content; a full disk; a read-only
+or unreadable data folder. Damaged files: test_data.py; downloads: test_download.py."""
 import gzip
 import hashlib
 import os
@@ -7,15 +9,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 from mindspore.dataset import MnistDataset
 
-from conftest import ROOT
+from conftest import ROOT, as_nobody, one_error_line, run_script, script_command, snapshot
 from mnist_data import MNIST_FILES, DataError, mnist_split, prepare_mnist
 
 # prepare_mnist in a process of its own, as a run of the tutorial calls it: the folder it returns on stdout,
@@ -62,23 +62,7 @@ def counts(data_dir):
     return tuple(MnistDataset(*mnist_split(data_dir, training)).get_dataset_size() for training in (True, False))
 
 
-@pytest.fixture
-def mount_tmpfs(tmp_path):
-    """A function that mounts (or remounts) a small tmpfs with the given options at tmp_path/disk."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-
-    def mount(*options):
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join(options), "tmpfs", str(disk)],
-                              capture_output=True, text=True)
-        if done.returncode:
-            pytest.skip(f"cannot mount a tmpfs (needs root): {done.stderr.strip()}")
-        return disk
-    yield mount
-    subprocess.run(["umount", "--lazy", str(disk)], check=False, capture_output=True)
-
-
-# Case 2: two first runs at once.
+# ---- two first runs at once ----
 
 def test_two_first_runs_at_once_both_succeed(tmp_path):
     for attempt in range(3):  # unpacking takes about 0.3 s: both processes start it within milliseconds
@@ -157,7 +141,7 @@ def test_an_unpacked_file_of_the_right_size_but_other_content_is_unpacked_again(
     assert run_prepare(data_dir) == (0, f"{data_dir}\n", "")  # intact now: nothing to say
 
 
-# Case 3: a full disk blames the disk, not the .gz file.
+# ---- a full disk blames the disk, not the .gz file ----
 
 @pytest.mark.parametrize("source", ["the shipped copy", "the .gz files in the folder"])
 def test_a_full_disk_while_unpacking_names_the_disk_and_keeps_the_gz_files(mount_tmpfs, source):
@@ -175,7 +159,7 @@ def test_a_full_disk_while_unpacking_names_the_disk_and_keeps_the_gz_files(mount
         assert gz.read_bytes() == (ROOT / "MNIST" / gz.name).read_bytes()
 
 
-# Case 4: a read-only data folder.
+# ---- a read-only or unreadable data folder ----
 
 def test_a_read_only_folder_of_gz_files_is_unpacked_into_the_cache(mount_tmpfs, tmp_path):
     disk = mount_tmpfs("size=12m")
@@ -198,28 +182,38 @@ def test_a_read_only_folder_of_gz_files_is_unpacked_into_the_cache(mount_tmpfs, 
                    f"set XDG_CACHE_HOME to a folder you can write to\n")
 
 
-def test_a_folder_of_gz_files_that_the_user_cannot_write_is_unpacked_into_the_cache():
+def test_a_folder_of_gz_files_that_the_user_cannot_write_is_unpacked_into_the_cache(open_folder):
     """Root writes everywhere, so the run is the user nobody's here."""
-    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-    if os.geteuid() != 0 or not shutil.which("setpriv"):
-        pytest.skip("needs root and setpriv to run as the user nobody, who cannot write a folder of root's")
-    scratch = Path(tempfile.mkdtemp(prefix="read-only-data-"))  # pytest's tmp_path is root's alone
-    try:
-        scratch.chmod(0o755)
-        data_dir = shipped_gz(scratch / "data")
-        (scratch / "xdg").mkdir()
-        (scratch / "xdg").chmod(0o777)  # the user nobody's cache
-        cache = scratch / "xdg" / "mindspore-checkpoint-tutorial" / "MNIST"
-        assert run_prepare(data_dir, as_user=as_nobody, XDG_CACHE_HOME=str(scratch / "xdg")) == (
-            0, f"{data_dir / 'train'} cannot be written (Permission denied): the MNIST files unpacked from "
-               f"{data_dir} are in {cache}\n{cache}\n", "")
-        assert_verified(cache)
-        assert sorted(p.name for p in data_dir.iterdir()) == sorted(p.name for p in (ROOT / "MNIST").glob("*.gz"))
-    finally:
-        shutil.rmtree(scratch)
+    as_user = as_nobody("run as the user nobody, who cannot write a folder of root's")
+    scratch = open_folder
+    scratch.chmod(0o755)
+    data_dir = shipped_gz(scratch / "data")
+    (scratch / "xdg").mkdir()
+    (scratch / "xdg").chmod(0o777)  # the user nobody's cache
+    cache = scratch / "xdg" / "mindspore-checkpoint-tutorial" / "MNIST"
+    assert run_prepare(data_dir, as_user=as_user, XDG_CACHE_HOME=str(scratch / "xdg")) == (
+        0, f"{data_dir / 'train'} cannot be written (Permission denied): the MNIST files unpacked from "
+           f"{data_dir} are in {cache}\n{cache}\n", "")
+    assert_verified(cache)
+    assert sorted(p.name for p in data_dir.iterdir()) == sorted(p.name for p in (ROOT / "MNIST").glob("*.gz"))
 
 
-# Case 5: the four IDX files side by side.
+@pytest.mark.slow
+def test_an_unreadable_data_folder_is_named(small_mnist, open_folder):
+    """Root reads everything, so the script runs as the user nobody here."""
+    as_user = as_nobody("run the script as another user, for whom a folder is unreadable")
+    cwd = open_folder
+    shutil.copytree(small_mnist, cwd / "data")
+    (cwd / "data").chmod(0o700)  # root's alone
+    cwd.chmod(0o777)
+    result = subprocess.run([*as_user, *script_command("infer", "--data_url", "data")], cwd=cwd,
+                            capture_output=True, text=True, timeout=300, env={**os.environ, "HOME": str(cwd)})
+    assert result.returncode == 1
+    assert one_error_line(result).startswith("error: data directory data cannot be used: it is not readable")
+    assert sorted(p.name for p in (cwd / "data").iterdir()) == ["test", "train"]
+
+
+# ---- the four IDX files side by side, and a folder of something else ----
 
 def flat_copy(nested, flat):
     """The files of the layout `nested`, side by side in `flat`."""
@@ -300,3 +294,36 @@ def test_gz_files_beside_the_flat_files_are_unpacked_into_train_and_test(tiny_mn
     assert {name: (flat / name).read_bytes() for name in idx_before} == idx_before
     assert np.array_equal(np.fromfile(flat / "train" / "train-images-idx3-ubyte", np.uint8),
                           np.fromfile(flat / "train-images-idx3-ubyte", np.uint8))
+
+
+@pytest.mark.slow
+def test_a_data_folder_with_other_content_is_refused_never_filled_with_the_shipped_copy(tmp_path, small_mnist):
+    """The shipped copy goes into an empty folder only."""
+    flat = tmp_path / "flat"  # the four unpacked files side by side
+    flat.mkdir()
+    for split in ("train", "test"):
+        for path in (small_mnist / split).iterdir():
+            shutil.copy2(path, flat / path.name)
+    split_dir = tmp_path / "mnist"  # a whole layout, and --data_url at its train/ folder
+    shutil.copytree(small_mnist, split_dir)
+    fashion = tmp_path / "fashion"
+    fashion.mkdir()
+    (fashion / "fashion-train-images.bin").write_bytes(b"not the digits")
+    layout = ("train/train-images-idx3-ubyte, train/train-labels-idx1-ubyte, test/t10k-images-idx3-ubyte, "
+              "test/t10k-labels-idx1-ubyte")
+    cases = {
+        # read as it is (test_a_flat_folder_is_read_as_it_is): the data passes, and infer then finds no checkpoint
+        "flat": "error: --ckpt_dir ckpt does not exist; pass the folder that holds your checkpoints",
+        "mnist/train": "error: data directory mnist/train cannot be used: it is the train/ folder of an MNIST "
+                       "layout; pass --data_url mnist",
+        "fashion": "error: data directory fashion cannot be used: it holds fashion-train-images.bin, but no MNIST "
+                   f"file where it is read: {layout}, the same four side by side, or their four .gz files; put "
+                   f"MNIST there, or pass an empty folder to get a copy",
+    }
+    before = snapshot(tmp_path)
+    for data_url, message in cases.items():
+        result = run_script(tmp_path, "infer", "--data_url", data_url)
+        assert result.returncode == 1
+        assert one_error_line(result) == message
+        assert "unpacking the copy shipped" not in result.stdout
+    assert snapshot(tmp_path) == before  # nothing unpacked into the user's folders

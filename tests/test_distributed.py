@@ -1,25 +1,23 @@
-"""Data-parallel training with 2 workers under msrun on 127.0.0.1: identical ranks, resuming, infer."""
+"""Data-parallel training with 2 workers under msrun on 127.0.0.1: identical ranks, resuming, every command
+finding msrun's output, one msrun per folder, a diverging msrun, and a run continued only with the number of
+workers it started with. Every msrun command of the project joins its workers."""
+import inspect
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from machinery.checkpoint_files import RUN_INFO, read_checkpoint
-from conftest import ROOT, free_port, run_script
-
-pytestmark = pytest.mark.slow  # every test here runs MindSpore for seconds or more
+from machinery.checkpoint_files import read_checkpoint
+from conftest import ROOT, finite, free_port, network_parameters, one_error_line, run_script, snapshot, wait_for
 
 
 TRAIN = ["train", "--num_epochs", "2", "--save_steps", "5", "--seed", "3", "--auto_resume", "--ckpt_dir", "ckpt"]
-
-
 
 
 def start_msrun(cwd, log_dir, *args):
@@ -71,10 +69,6 @@ def run_to_end(cwd, log_dir, *args):
     return worker_logs(cwd / log_dir)
 
 
-def network_parameters(path):
-    return {name: value.asnumpy() for name, value in read_checkpoint(path).items() if name not in RUN_INFO}
-
-
 def assert_same_parameters(path_a, path_b):
     a, b = network_parameters(path_a), network_parameters(path_b)
     assert a.keys() == b.keys()
@@ -88,15 +82,13 @@ def uninterrupted(tmp_path_factory, small_mnist):
     return cwd / "ckpt"
 
 
+@pytest.mark.slow
 def test_two_workers_train_interrupt_resume_and_agree(tmp_path, small_mnist, uninterrupted):
     args = [*TRAIN, "--data_url", str(small_mnist)]
     process = start_msrun(tmp_path, "logs_1", *args)
     try:
-        deadline = time.monotonic() + 300
-        while not (tmp_path / "ckpt" / "rank_0" / "lenet-1_5.ckpt").exists():
-            assert process.poll() is None, process.communicate()[0]
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_for(process, (tmp_path / "ckpt" / "rank_0" / "lenet-1_5.ckpt").exists, "rank 0's first checkpoint",
+                 timeout=300, interval=0.01)
     finally:
         kill_all(process)  # kill -9 msrun and both workers
     first_logs = worker_logs(tmp_path / "logs_1")
@@ -120,6 +112,7 @@ def test_two_workers_train_interrupt_resume_and_agree(tmp_path, small_mnist, uni
     assert "Saved images/prediction.png" in result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ckpt_dir", ["ckpt", "published"])
 def test_every_command_finds_msrun_output_where_it_was_written(uninterrupted, small_mnist, ckpt_dir, tmp_path):
     """--ckpt_dir as given to msrun (which holds rank_0/ and rank_1/), and the --train_url folder."""
@@ -146,16 +139,14 @@ def test_every_command_finds_msrun_output_where_it_was_written(uninterrupted, sm
     assert "epoch: 3 step: 2" in resumed.stdout
 
 
+@pytest.mark.slow
 def test_a_second_msrun_is_refused_but_the_workers_of_one_are_not(tmp_path, small_mnist):
     args = ["train", "--num_epochs", "1000", "--steps_per_epoch", "5", "--data_url", str(small_mnist),
             "--ckpt_dir", "busy", "--no_progress"]
     first = start_msrun(tmp_path, "logs_1", *args)
     try:
-        deadline = time.monotonic() + 300
-        while not (tmp_path / "busy" / "rank_1" / "lenet-1_5.ckpt").exists():  # both workers train
-            assert first.poll() is None, first.communicate()[0]
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_for(first, (tmp_path / "busy" / "rank_1" / "lenet-1_5.ckpt").exists, "rank 1's first checkpoint",
+                 timeout=300, interval=0.01)  # both workers train
         for pid in [first.pid, *descendants(first.pid)]:  # paused, it holds its folder without using a core
             os.kill(pid, signal.SIGSTOP)
         second = start_msrun(tmp_path, "logs_2", *args)
@@ -172,6 +163,7 @@ def test_a_second_msrun_is_refused_but_the_workers_of_one_are_not(tmp_path, smal
         kill_all(first)
 
 
+@pytest.mark.slow
 def test_a_diverging_msrun_stops_every_worker_and_saves_nothing_non_finite(tmp_path, small_mnist):
     process = start_msrun(tmp_path, "logs", "train", "--num_epochs", "6", "--steps_per_epoch", "5", "--save_steps",
                           "2", "--lr", "0.4", "--data_url", str(small_mnist), "--ckpt_dir", "nan", "--no_progress")
@@ -185,5 +177,61 @@ def test_a_diverging_msrun_stops_every_worker_and_saves_nothing_non_finite(tmp_p
                          rf"diverged and stopped without saving it; the last checkpoint saved, "
                          rf"nan/rank_{rank}/lenet-\d_\d\.ckpt, is finite and kept", log, re.M), log
     files = list((tmp_path / "nan").rglob("*.ckpt"))
-    assert files and all(np.isfinite(value).all() for path in files  # the parameters; a test loss may be inf
-                         for value in network_parameters(path).values())
+    assert files and all(finite(path) for path in files)  # the parameters; a test loss may be inf
+
+
+# ---- a run continues only with the number of workers it started with ----
+
+@pytest.mark.slow
+def test_one_process_refuses_a_folder_of_an_msrun_run(eight_step_run, tmp_path, small_mnist):
+    import mindspore as ms
+    # the layout of a 2-worker msrun killed while saving: rank_0's checkpoints, each storing 2 workers,
+    # and rank_1's folder, where that save had not happened yet
+    for rank in (0, 1):
+        (tmp_path / "two" / f"rank_{rank}").mkdir(parents=True)
+    for path in (eight_step_run / "ckpt" / "train").glob("*.ckpt"):
+        params = {**read_checkpoint(path), "workers": ms.Tensor(2, ms.int64)}
+        ms.save_checkpoint([{"name": name, "data": value} for name, value in params.items()],
+                           str(tmp_path / "two" / "rank_0" / path.name), crc_check=True)
+    before = snapshot(tmp_path / "two")
+    for extra in (["--auto_resume"], []):
+        result = run_script(tmp_path, "train", "--data_url", str(small_mnist), "--ckpt_dir", "two",
+                            "--steps_per_epoch", "4", "--num_epochs", "3", *extra)
+        assert result.returncode == 1
+        assert one_error_line(result) == (
+            "error: two holds a run trained by 2 workers under msrun, and this is 1 process; a run continues only "
+            "with the number of workers it started with (it sets the global batch and the data order): continue "
+            "it with msrun --worker_num=2 --join=True ... main.py train --auto_resume, or choose another --ckpt_dir")
+        assert "Starting a new run" not in result.stdout
+    assert snapshot(tmp_path / "two") == before
+
+
+@pytest.mark.slow
+def test_an_msrun_refuses_a_folder_of_a_single_process_run(eight_step_run, tmp_path, small_mnist):
+    shutil.copytree(eight_step_run / "ckpt" / "train", tmp_path / "one")
+    before = snapshot(tmp_path / "one")
+    process = start_msrun(tmp_path, "logs", "train", "--data_url", str(small_mnist), "--ckpt_dir", "one",
+                          "--steps_per_epoch", "4", "--auto_resume")
+    try:
+        process.communicate(timeout=600)
+    finally:
+        kill_all(process)
+    assert process.returncode != 0
+    for rank in (0, 1):
+        log = (tmp_path / "logs" / f"worker_{rank}.log").read_text()
+        assert ("error: one holds a run trained by 1 process, and this is 2 workers under msrun; a run continues "
+                "only with the number of workers it started with (it sets the global batch and the data order): "
+                "continue it with python main.py train --auto_resume, in one process, or choose another "
+                "--ckpt_dir") in log, log
+        assert "Starting a new run" not in log
+    assert {p: b for p, b in snapshot(tmp_path / "one").items() if not p.name.startswith(".")} == before
+
+
+def test_every_msrun_command_of_the_project_joins_its_workers():
+    """msrun as the project runs and shows it waits for its workers."""
+    text = (ROOT / "main.py").read_text()  # each msrun command, with the lines a backslash continues
+    shown = [re.split(r"(?<!\\)\n", text[at.start():], maxsplit=1)[0] for at in re.finditer("msrun --worker_num", text)]
+    assert shown and all("--join=True" in command for command in shown), shown
+    assert "--join=True" in inspect.getsource(start_msrun)  # as these tests run it
+    ignored = subprocess.run(["git", "check-ignore", "-q", "msrun_logs/worker_0.log"], cwd=ROOT)
+    assert ignored.returncode == 0  # msrun's logs stay out of git status

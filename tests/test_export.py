@@ -1,9 +1,13 @@
-"""Export for deployment: MindIR through ms.load + GraphCell, and ONNX through ONNX Runtime."""
+"""Export for deployment, through the real script and the lesson's export_model: 'export' writes the file it
+names, in either format, and copies it to --train_url; a name it cannot write gives one line; the MindIR,
+loaded with ms.load into a GraphCell, and the ONNX file, in ONNX Runtime, predict what the checkpoint does."""
+from pathlib import Path
+
 import mindspore as ms
 import numpy as np
 import pytest
 
-from conftest import run_script
+from conftest import one_error_line, run_script
 
 
 pytestmark = pytest.mark.slow  # every test here runs MindSpore for seconds or more
@@ -22,15 +26,43 @@ def first_test_batch(cpu, small_mnist):
     return batch["image"]
 
 
-@pytest.mark.parametrize("file_format", ["MINDIR", "ONNX"])
-def test_export_command_writes_the_file(checkpoint, file_format):
+@pytest.mark.parametrize("file_format, file_name, written", [
+    ("MINDIR", None, "lenet5.mindir"),
+    ("ONNX", None, "lenet5.onnx"),
+    ("MINDIR", "m.mindir", "m.mindir"),
+    ("ONNX", "m.onnx", "m.onnx"),
+    ("MINDIR", "my model", "my model.mindir"),
+    ("ONNX", "a folder/with space/net", "a folder/with space/net.onnx"),
+])
+def test_export_writes_the_file_it_names(checkpoint, file_format, file_name, written):
     cwd = checkpoint.parents[2]
-    result = run_script(cwd, "export", "--ckpt", "latest", "--file_format", file_format)
+    name = ["--file_name", file_name] if file_name else []  # without: lenet5, and the format's suffix
+    result = run_script(cwd, "export", "--ckpt", "latest", "--file_format", file_format, *name,
+                        "--train_url", "published")
     assert result.returncode == 0, result.stderr
-    path = cwd / f"lenet5.{file_format.lower()}"
-    assert (f"Exported ckpt/train/lenet-1_20.ckpt to lenet5.{file_format.lower()}, input shape (32, 1, 32, 32)"
-            in result.stdout)
-    assert path.stat().st_size > 200_000  # the 61,684 float32 weights are inside
+    assert f"Exported ckpt/train/lenet-1_20.ckpt to {written}, input shape (32, 1, 32, 32)" in result.stdout
+    assert (cwd / written).stat().st_size > 200_000  # the 61,684 float32 weights are inside
+    assert (cwd / "published" / Path(written).name).read_bytes() == (cwd / written).read_bytes()
+    assert "will be deleted" not in result.stderr  # MindSpore's word on ms.export(file_format='ONNX')
+    ours = [line for line in result.stderr.splitlines() if "Warning:" in line and "site-packages" not in line]
+    assert not ours, ours  # no warning from our code (MindSpore warns of its own getName() call)
+
+
+@pytest.mark.parametrize("file_name, message", [
+    ("out/", "error: --file_name out/ is a folder; give a file name, such as out/lenet5"),
+    ("taken", "error: taken.mindir already exists; pass another --file_name, or move the file away"),
+    ("a_file/model", "error: cannot write a_file/model.mindir: Not a directory; pass a --file_name in a "
+                     "folder you can write to"),
+])
+def test_an_export_name_that_cannot_be_written_gives_one_line(checkpoint, tmp_path, file_name, message):
+    cwd = tmp_path
+    (cwd / "taken.mindir").write_bytes(b"the user's file")
+    (cwd / "a_file").write_bytes(b"not a folder")
+    result = run_script(cwd, "export", "--ckpt_dir", str(checkpoint.parent), "--file_name", file_name)
+    assert result.returncode == 1
+    assert one_error_line(result) == message
+    assert (cwd / "taken.mindir").read_bytes() == b"the user's file"
+    assert sorted(p.name for p in cwd.iterdir()) == ["a_file", "taken.mindir"]
 
 
 def test_mindir_predicts_what_the_checkpoint_predicts(cpu, checkpoint, small_mnist, tmp_path):

@@ -1,14 +1,14 @@
 """One run at a time in a checkpoint folder, whichever face started it: the script's commands, the
-lesson run as a script, and the lesson's training in a Jupyter kernel."""
+lesson run as a script, and the lesson's training in a Jupyter kernel; readers ('list', 'infer') are never
+blocked, and a lock whose holder was killed holds nothing. Two msruns: test_distributed.py."""
 import re
 import signal
 import subprocess
-import time
 
 import pytest
 from jupyter_client.manager import start_new_kernel
 
-from conftest import ROOT, one_error_line, run_script, script_command
+from conftest import QUICK, ROOT, one_error_line, run_script, start_script, wait_for
 from machinery.folder_lock import LOCK_NAME
 
 pytestmark = pytest.mark.slow  # MindSpore in a kernel and in the script
@@ -61,14 +61,10 @@ def test_a_folder_that_a_notebook_trains_into_is_refused_to_the_script(tmp_path,
 
 def test_the_notebooks_training_is_refused_a_folder_the_script_trains_into_then_runs_again(tmp_path, kernel,
                                                                                           small_mnist):
-    command = script_command("train", "--ckpt_dir", "ckpt", "--steps_per_epoch", "200", "--num_epochs", "50",
-                             "--data_url", str(small_mnist), "--no_progress")
-    script = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    script = start_script(tmp_path, "train", "--ckpt_dir", "ckpt", "--steps_per_epoch", "200", "--num_epochs", "50",
+                          "--data_url", str(small_mnist), "--no_progress", stdout=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 120
-        while not (tmp_path / "ckpt" / LOCK_NAME).exists():
-            assert script.poll() is None and time.monotonic() < deadline, script.communicate()
-            time.sleep(0.05)
+        wait_for(script, (tmp_path / "ckpt" / LOCK_NAME).exists, "the lock file", timeout=120, interval=0.05)
         train = f"lesson.train({str(small_mnist)!r}, ckpt_dir='ckpt', steps_per_epoch=2, num_epochs=1)"
         printed, error = execute(kernel, train)
         assert error is not None and len(error) == 1, error  # the line alone, no traceback
@@ -83,3 +79,33 @@ def test_the_notebooks_training_is_refused_a_folder_the_script_trains_into_then_
         assert error is None, error
         assert "epoch: 1 step: 2," in printed
     assert not (tmp_path / "ckpt" / LOCK_NAME).exists()
+
+
+def test_a_second_run_into_the_same_folder_is_refused_and_readers_are_not(tmp_path, small_mnist):
+    data = ["--data_url", str(small_mnist)]
+    holder = start_script(tmp_path, "train", "--num_epochs", "1000", "--ckpt_dir", "run", *data, *QUICK)
+    lock = tmp_path / "run" / LOCK_NAME
+    try:
+        wait_for(holder, lambda: (tmp_path / "run" / "lenet-1_5.ckpt").exists(), "the first checkpoint")
+        assert lock.read_text().startswith(f"pid {holder.pid}: python ")
+        refused = re.escape(f"error: run is in use by another run (pid {holder.pid}: python ") + r".*main\.py train "
+        for args in (["train", "--auto_resume"], ["resume"], []):  # two terminals; the tutorial and its resume
+            result = run_script(tmp_path, *args, "--ckpt_dir", "run", *data, *QUICK)
+            assert result.returncode == 1
+            assert re.match(refused + r".*\); wait for it to end, or choose another --ckpt_dir$",
+                            one_error_line(result))
+        before = {p.name for p in (tmp_path / "run").iterdir()}
+        listed = run_script(tmp_path, "list", "--ckpt_dir", "run")  # readers are never blocked
+        assert listed.returncode == 0 and "lenet-best.ckpt" in listed.stdout, listed.stderr
+        inferred = run_script(tmp_path, "infer", "--ckpt_dir", "run", "--ckpt", "best", *data)  # never rotated
+        assert inferred.returncode == 0, inferred.stderr
+        assert holder.poll() is None  # the holder went on training all along
+        assert not {name for name in before if name.startswith("lenet_1")}  # no second run's files
+    finally:
+        holder.kill()  # SIGKILL: the lock file stays, but the lock died with its holder
+        holder.communicate()
+    assert lock.exists()
+    result = run_script(tmp_path, "train", "--num_epochs", "1", "--ckpt_dir", "run", "--auto_resume", *data, *QUICK)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"Continuing from run/lenet-\d+_\d\.ckpt", result.stdout)
+    assert not lock.exists()  # a run that ends removes its lock file

@@ -4,14 +4,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from machinery import devices
 from machinery.errors import UsageError
 from machinery.options import parse_args
-from conftest import ROOT, run_script
+from conftest import ROOT, run_script, wait_for
 
 SHIM = ROOT / "tests" / "portability_shim.py"
 WINDOWS_LIKE = "O_DIRECTORY,SIGTERM,proc,drives"
@@ -32,11 +31,7 @@ def test_saving_resuming_and_listing_work_without_the_posix_only_facilities(tmp_
     command, env = shim(work, WINDOWS_LIKE, *args)
     # Windows stops a process from outside with TerminateProcess, which cannot be caught: SIGKILL here
     process = subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    while not (ckpt / "lenet-1_4.ckpt").exists():
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_for(process, (ckpt / "lenet-1_4.ckpt").exists, "lenet-1_4.ckpt", timeout=300, interval=0.01)
     process.send_signal(signal.SIGKILL)
     process.communicate(timeout=60)
     resumed = subprocess.run(command + ["--auto_resume"], cwd=work, env=env, capture_output=True, text=True,

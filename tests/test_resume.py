@@ -1,4 +1,8 @@
-"""Exact resuming after SIGTERM, SIGINT and kill -9, best checkpoints, integrity checks, listing."""
+"""Continuing a run, through the real script: 'train --auto_resume' after SIGTERM, SIGINT, SIGHUP and kill -9,
+bit for bit; a damaged newest checkpoint skipped and kept; 'train' refuses a folder with checkpoints unless
+asked to continue, and has nothing to do once the run has its epochs; 'resume' continues the epoch count,
+stores the position it trained to, and starts plain weights at epoch 0. Across numbers of workers:
+test_distributed.py."""
 import os
 import re
 import signal
@@ -8,8 +12,10 @@ import time
 import numpy as np
 import pytest
 
-from machinery.checkpoint_files import read_checkpoint, regular_checkpoints
-from conftest import ROOT, run_script, script_command
+import mindspore as ms
+
+from machinery.checkpoint_files import read_checkpoint, regular_checkpoints, run_info
+from conftest import ROOT, copy_checkpoints, run_script, script_command
 
 pytestmark = pytest.mark.slow  # every test here runs MindSpore for seconds or more
 
@@ -160,3 +166,49 @@ def test_train_refuses_a_folder_with_checkpoints_unless_asked_to_resume(tmp_path
     assert result.returncode == 0
     assert "Already trained for 3 epochs; nothing to do" in result.stdout
     assert {p.name: p.read_bytes() for p in reference.iterdir()} == before
+
+
+def test_nothing_to_do_names_the_epochs_trained(eight_step_run, tmp_path, small_mnist):
+    cwd = copy_checkpoints(eight_step_run / "ckpt", tmp_path)
+    result = run_script(cwd, "train", "--data_url", str(small_mnist), "--steps_per_epoch", "4", "--save_steps", "5",
+                        "--num_epochs", "1", "--auto_resume")
+    assert result.returncode == 0, result.stderr
+    assert "Already trained for 2 epochs, beyond --num_epochs 1; nothing to do" in result.stdout
+
+
+# ---- resume ----
+
+def test_resume_command_continues_the_epoch_count(one_run_per_format, tmp_path, small_mnist):
+    cwd = copy_checkpoints(one_run_per_format / "ckpt", tmp_path)  # resume writes into its --ckpt_dir
+    result = run_script(cwd, "resume", "--data_url", str(small_mnist), "--ckpt_dir", "ckpt",
+                        "--ckpt", "ckpt/lenet-2_20.ckpt", "--num_epochs", "1")
+    assert result.returncode == 0, result.stderr
+    assert "Loaded ckpt/lenet-2_20.ckpt (epoch 2)" in result.stdout
+    assert "epoch: 3 step: 20" in result.stdout
+    assert "Checkpoints after resuming training:\n" in result.stdout
+    assert "\nlenet_1-3_20.ckpt\nlenet_1-best.ckpt\nlenet_1-graph.meta\n" in result.stdout
+
+
+def test_resume_from_a_mid_epoch_checkpoint_stores_the_optimizers_step(eight_step_run, tmp_path, small_mnist):
+    source = eight_step_run / "ckpt" / "train" / "lenet-2_1.ckpt"  # epoch 2, step 1 of 4: global step 5
+    result = run_script(tmp_path, "resume", "--ckpt", str(source), "--data_url", str(small_mnist),
+                        "--steps_per_epoch", "4", "--num_epochs", "1", "--ckpt_dir", "r", "--no_progress")
+    assert result.returncode == 0, result.stderr
+    assert "epoch: 2 step: 4" in result.stdout  # epoch 1 was complete; this is a second pass of 4 steps
+    params = read_checkpoint(tmp_path / "r" / "lenet-2_4.ckpt")
+    assert run_info(params)["step_num"] == int(params["global_step"].asnumpy()[0]) == 9
+    listing = run_script(tmp_path, "list", "--ckpt_dir", "r").stdout
+    assert re.search(r"^lenet-2_4\.ckpt +2 +9 ", listing, re.M), listing
+
+
+@pytest.mark.parametrize("fmt", ["ckpt", "safetensors"])
+def test_resume_from_plain_weights_starts_at_epoch_0_and_says_so(tmp_path, small_mnist, cpu, fmt):
+    plain = tmp_path / f"plain.{fmt}"
+    ms.save_checkpoint(cpu.LeNet5(), str(plain), format=fmt)
+    result = run_script(tmp_path, "resume", "--ckpt", plain.name, "--data_url", str(small_mnist),
+                        "--steps_per_epoch", "2", "--num_epochs", "1")
+    assert result.returncode == 0, result.stderr
+    assert f"Loaded {plain.name}: it stores no epoch (plain weights), so training starts at epoch 0" in result.stdout
+    assert "epoch: 1 step: 2" in result.stdout
+    assert "Traceback" not in result.stderr
+    assert "[WARNING]" not in result.stderr, result.stderr  # the lists printed say what was not loaded
