@@ -45,12 +45,13 @@ def train(lesson, args, shard):
     from .checkpoint_files import all_checkpoints
     from .folder_lock import claim_dir
     from .resumable import TrainConfig, train_resumable
-    from .stops import trained
+    from .stops import mark_complete, trained
     from .training_log import save_curves
     data_dir = data_dir_of(args)
     claim_dir(args.ckpt_dir, shard)
     last = trained(train_resumable(lesson.LeNet5, lesson.create_dataset, data_dir, args.ckpt_dir,
-                                   TrainConfig.from_args(args), args.auto_resume, shard=shard))
+                                   TrainConfig.from_args(args), args.auto_resume, shard=shard,
+                                   when_complete=mark_complete))
     return [*all_checkpoints(last.parent), *save_curves(args.ckpt_dir, lesson.save_figure)] if shard[0] == 0 else []
 
 

@@ -286,14 +286,16 @@ def check_worker_count(ckpt_dir, workers):
 
 
 def train_resumable(network, create_dataset, data_dir, ckpt_dir, config, auto_resume=False,
-                    stop_after_step=None, shard=(0, 1)):
+                    stop_after_step=None, shard=(0, 1), when_complete=None):
     """Train `network()` to `config.num_epochs`, continuing exactly from `ckpt_dir` if `auto_resume`.
 
     `create_dataset(data_dir, training, batch_size=, num_samples=, num_shards=, shard_id=)` makes
     the batches. One `Model.train` call per epoch, on that epoch's batches; after each, an
     evaluation (in batches of 1000: fewer calls, the same result), the best checkpoint and a
     save. `stop_after_step` simulates an interruption. `shard` is (rank, number of workers) under
-    msrun. Returns the last checkpoint saved.
+    msrun. `when_complete()`, once the last step is saved, takes the stop signals over from the
+    run's own handlers at once (stops.mark_complete: a signal then stops nothing). Returns the last
+    checkpoint saved.
     """
     rank, workers = shard
     check_worker_count(ckpt_dir, workers)
@@ -347,7 +349,10 @@ def train_resumable(network, create_dataset, data_dir, ckpt_dir, config, auto_re
         if saver.saved_step != saver.step:
             saver.save()
     finally:
-        stopper.uninstall()
+        if when_complete and saver.step >= config.num_epochs * steps_per_epoch:
+            when_complete()  # no moment without a handler, when a signal would stop a finished run
+        else:
+            stopper.uninstall()
         log.close()
     if stopper.received and saver.step >= config.num_epochs * steps_per_epoch:
         print(f"{signal.Signals(stopper.received[0]).name} arrived after the last step: training is complete, "

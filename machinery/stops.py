@@ -36,15 +36,20 @@ def report_late_signals(copied):
 
 
 def trained(result):
-    """Mark training as complete, and return `result`. From here on a stop signal stops nothing: the
-    command finishes its figures and copies, as a signal after the last step of 'train' does, and ends
-    with exit code 0; a line says that the signal came. (A signal while the training function's
-    objects were freed, on its way out, counts as one after training too.)"""
+    """Mark training as complete (mark_complete), and return `result`."""
+    mark_complete()
+    return result
+
+
+def mark_complete():
+    """From here on a stop signal stops nothing: the command finishes its figures and copies, as a
+    signal after the last step of 'train' does, and ends with exit code 0; a line says that the signal
+    came. (A signal while the training function's objects were freed, on its way out, counts as one
+    after training too.)"""
     for sig in STOP_SIGNALS:
         signal.signal(sig, lambda signum, _frame: _late_signals.append(signum))
     _late_signals.extend(_pending_signals)
     _pending_signals.clear()
-    return result
 
 
 class Interrupted(Exception):

@@ -161,6 +161,24 @@ def signal_after(process, line_start, sig=signal.SIGINT, delay=0, timeout=300):
     return "".join(seen) + out, err
 
 
+def execute(client, code, timeout=300):
+    """Run `code` in the Jupyter kernel of `client`; return what it printed, and what it showed of an error
+    (a list of lines) or None."""
+    msg_id = client.execute(code)
+    printed, error = [], None
+    while True:
+        message = client.get_iopub_msg(timeout=timeout)
+        if message["parent_header"].get("msg_id") != msg_id:
+            continue
+        kind, content = message["msg_type"], message["content"]
+        if kind == "stream":
+            printed.append(content["text"])
+        elif kind == "error":
+            error = content["traceback"]
+        elif kind == "status" and content["execution_state"] == "idle":
+            return "".join(printed), error
+
+
 def one_error_line(result):
     """The one `error:` line of a finished run that failed as it should: no traceback, no usage text,
     no MindSpore [WARNING] or [ERROR] lines."""

@@ -14,6 +14,7 @@ import pytest
 from machinery.lesson import load_definitions
 
 LESSON = load_definitions()  # main.py's LeNet5 and create_dataset; first, as it sets up MindSpore's environment
+LESSON.set_device("CPU")  # before any network runs, as the lesson does (the `cpu` fixture sets it again)
 import mindspore as ms  # noqa: E402
 import torch  # noqa: E402
 from mindspore import nn  # noqa: E402

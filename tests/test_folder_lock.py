@@ -8,27 +8,10 @@ import subprocess
 import pytest
 from jupyter_client.manager import start_new_kernel
 
-from conftest import QUICK, ROOT, one_error_line, run_script, start_script, wait_for
+from conftest import QUICK, ROOT, execute, one_error_line, run_script, start_script, wait_for
 from machinery.folder_lock import LOCK_NAME
 
 pytestmark = pytest.mark.slow  # MindSpore in a kernel and in the script
-
-
-def execute(client, code, timeout=300):
-    """Run `code` in the kernel; return what it printed and what it showed of an error (a list of lines)."""
-    msg_id = client.execute(code)
-    printed, error = [], None
-    while True:
-        message = client.get_iopub_msg(timeout=timeout)
-        if message["parent_header"].get("msg_id") != msg_id:
-            continue
-        kind, content = message["msg_type"], message["content"]
-        if kind == "stream":
-            printed.append(content["text"])
-        elif kind == "error":
-            error = content["traceback"]
-        elif kind == "status" and content["execution_state"] == "idle":
-            return "".join(printed), error
 
 
 @pytest.fixture

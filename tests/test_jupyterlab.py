@@ -262,5 +262,5 @@ def test_notebook_runs_twice_in_jupyterlab_then_the_readme_commands_work(jupyter
         assert figure.get_attribute("src").startswith("data:image/png;base64,")
         assert figure.evaluate("img => img.complete && img.naturalWidth > 0 && img.naturalHeight > 0")
     assert_the_whole_notebook_ran_twice(first, second)
-    # issue 11: after the notebook, the README's commands work in the same folders
+    # after the notebook, the README's commands work in the same folders
     the_readme_commands(notebook_dir, [])

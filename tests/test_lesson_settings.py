@@ -5,8 +5,7 @@ import re
 import pytest
 from jupyter_client.manager import start_new_kernel
 
-from conftest import ROOT, one_error_line, run_script
-from test_folder_lock import execute
+from conftest import ROOT, execute, one_error_line, run_script
 
 OUT_OF_RANGE = ("must be a whole number from 1 to 1875 (an epoch of MNIST has 1875 batches of 32), got {}; "
                 "leave it unset for whole epochs")

@@ -21,7 +21,7 @@ def accuracies(stdout):
 
 def test_full_tutorial_reaches_the_accuracy_floors_then_the_readme_steps_work(project, small_mnist):
     """The whole tutorial on all of MNIST, in a scratch copy of the project with the default folders;
-    then the README's other steps in the same folders (issue 11), on a small MNIST."""
+    then the README's other steps in the same folders, on a small MNIST."""
     cwd = project
     result = run_script(cwd, "--train_url", "results")
     assert result.returncode == 0, result.stderr

@@ -133,13 +133,12 @@ def test_a_sigterm_during_the_last_evaluation_ends_a_complete_run_that_publishes
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("command, after", [("train", "epoch 1/1:")])  # the lesson trains to its last cell
-def test_a_ctrl_c_after_the_last_epoch_still_ends_with_the_outputs_and_exit_0(tmp_path, small_mnist, command, after):
-    args = ["--data_url", str(small_mnist), "--steps_per_epoch", "2", "--train_url", "out", "--no_progress"]
-    args = ["train", *args, "--num_epochs", "1"] if command == "train" else args
-    process = start_script(tmp_path, *args)
+@pytest.mark.parametrize("delay", [0, 0.02, 0.1])  # through the hand-over from the training loop's handlers
+def test_a_ctrl_c_after_the_last_epoch_still_ends_with_the_outputs_and_exit_0(tmp_path, small_mnist, delay):
+    process = start_script(tmp_path, "train", "--data_url", str(small_mnist), "--steps_per_epoch", "2",
+                           "--train_url", "out", "--no_progress", "--num_epochs", "1")
     try:
-        out, err = signal_after(process, after)
+        out, err = signal_after(process, "epoch 1/1:", delay=delay)
     finally:
         process.kill()
     assert process.returncode == 0, err
@@ -147,11 +146,7 @@ def test_a_ctrl_c_after_the_last_epoch_still_ends_with_the_outputs_and_exit_0(tm
     assert ("A stop signal arrived after training was complete, so it stopped nothing: the outputs are finished "
             "and copied") in err or "arrived after the last step: training is complete" in err
     assert "Copied the outputs to out" in out
-    figures = ["train_curves.png"] if command == "train" else ["confusion_matrix.png", "misclassified.png",
-                                                               "prediction.png"]
-    if command == "tutorial":  # the metrics print in one order, the README's and the notebook's
-        assert re.findall(r"Eval result: epoch \d, metrics: \{'(\w+)': [0-9.]+, '(\w+)'", out) == [("loss", "acc")] * 4
-    assert set(figures) <= {p.name for p in (tmp_path / "out").iterdir()}
+    assert "train_curves.png" in {p.name for p in (tmp_path / "out").iterdir()}
 
 
 def test_the_continue_command_puts_auto_resume_after_the_command(tmp_path, small_mnist):
