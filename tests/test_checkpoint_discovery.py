@@ -204,3 +204,21 @@ def test_list_shows_position_metrics_and_integrity(one_run_per_format):
     assert re.fullmatch(r"0\.\d{4}", rows["lenet-2_20.ckpt"][3])
     assert rows["lenet-1_10.ckpt"][-2:] == ["NO:", "damaged"]
     assert rows["lenet-2_10.ckpt"][3:6] == ["-", "-", rows["lenet-1_20.ckpt"][5]]  # mid-epoch: best so far
+
+
+@pytest.mark.slow
+def test_the_script_trains_into_a_linked_folder_then_lists_and_infers_from_it(tmp_path, small_mnist):
+    """As a user links ckpt/train to another disk: every command searches it like a real folder."""
+    elsewhere = tmp_path / "elsewhere" / "train"
+    elsewhere.mkdir(parents=True)
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "train").symlink_to(elsewhere, target_is_directory=True)
+    data = ["--data_url", str(small_mnist)]
+    trained = run_script(tmp_path, "train", "--steps_per_epoch", "3", "--num_epochs", "1", "--no_progress", *data)
+    assert trained.returncode == 0, trained.stderr
+    assert (elsewhere / "lenet-best.ckpt").exists()
+    listing = run_script(tmp_path, "list")
+    assert listing.returncode == 0 and re.search(r"^train/lenet-1_3\.ckpt ", listing.stdout, re.M), listing.stdout
+    inferred = run_script(tmp_path, "infer", "--ckpt", "best", "--no_progress", *data)
+    assert inferred.returncode == 0, inferred.stderr
+    assert "Using ckpt/train/lenet-best.ckpt (best: the highest stored accuracy" in inferred.stdout

@@ -1,10 +1,14 @@
 """The command line, through the real script: options before the command count, an option that a command
 does not take or that is abbreviated is refused in one line saying where it goes, the seed's range, and
 what --help says of the commands. Bad values and folders: test_bad_input.py."""
+import os
+import shlex
+import subprocess
+
 import pytest
 
 from machinery.checkpoint_files import read_checkpoint, run_info
-from conftest import one_error_line, run_script
+from conftest import one_error_line, run_script, script_command
 
 
 @pytest.mark.slow
@@ -83,3 +87,32 @@ def test_every_seed_in_the_range_trains(tmp_path, small_mnist):
                             f"s{seed}", "--steps_per_epoch", "1", "--num_epochs", "2", "--no_eval")
         assert result.returncode == 0, result.stderr
         assert run_info(read_checkpoint(tmp_path / f"s{seed}" / "lenet-2_1.ckpt"))["seed"] == int(seed)
+
+
+def test_a_closed_pipe_ends_list_quietly(tmp_path):
+    """`python main.py list | head -1`: the reader has what it wants, as with `ls | head`."""
+    (tmp_path / "ckpt").mkdir()
+    done = subprocess.run(f"{shlex.join(script_command('list'))} | head -1; echo \"${{PIPESTATUS[0]}}\"",
+                          shell=True, executable="/bin/bash", cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    header, status = done.stdout.splitlines()
+    assert header.startswith("file ") and status == "0", done.stderr
+    assert "Broken pipe" not in done.stderr and "error" not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("command", ["list", "curves"])
+def test_a_bad_device_id_does_not_matter_to_commands_that_use_no_device(tmp_path, command):
+    (tmp_path / "ckpt" / "train").mkdir(parents=True)
+    (tmp_path / "ckpt" / "train" / "train_log.csv").write_text("global_step,epoch,loss,test_acc,test_loss,run\n"
+                                                               "1,1,2.3,,,1\n2,1,2.2,,,1\n")
+    result = subprocess.run(script_command(command), cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "DEVICE_ID": "abc", "MPLBACKEND": "Agg"})
+    assert result.returncode == 0, result.stderr
+    assert "DEVICE_ID" not in result.stderr and "[WARNING]" not in result.stderr, result.stderr
+
+
+def test_unknown_arguments_are_reported_once(tmp_path):
+    (tmp_path / "ckpt").mkdir()
+    result = run_script(tmp_path, "list", "--foo", "1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("Ignoring unknown arguments: --foo 1") == 1

@@ -327,3 +327,21 @@ def test_a_data_folder_with_other_content_is_refused_never_filled_with_the_shipp
         assert one_error_line(result) == message
         assert "unpacking the copy shipped" not in result.stdout
     assert snapshot(tmp_path) == before  # nothing unpacked into the user's folders
+
+
+@pytest.mark.slow
+def test_two_first_trainings_at_once_share_the_unpacking(tmp_path):
+    """The reproduction: two `train` runs started together on a fresh clone, whose MNIST/ holds only the
+    shipped .gz files; both train, and the unpacked files are MNIST's, byte for byte."""
+    from conftest import copy_project
+    project = copy_project(tmp_path / "clone")
+    runs = [subprocess.Popen(script_command("train", "--lr", lr, "--ckpt_dir", f"run_{lr}", "--steps_per_epoch", "3",
+                                            "--num_epochs", "1", "--no_eval", "--no_progress", main="main.py"),
+                             cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for lr in ("0.01", "0.02")]
+    for run in runs:
+        _, err = run.communicate(timeout=600)
+        assert run.returncode == 0, err
+    for split, files in MNIST_FILES.items():
+        for name, md5 in files.items():
+            assert hashlib.md5((project / "MNIST" / split / name).read_bytes()).hexdigest() == md5

@@ -1,13 +1,15 @@
 """Export for deployment, through the real script and the lesson's export_model: 'export' writes the file it
 names, in either format, and copies it to --train_url; a name it cannot write gives one line; the MindIR,
 loaded with ms.load into a GraphCell, and the ONNX file, in ONNX Runtime, predict what the checkpoint does."""
+import os
+import subprocess
 from pathlib import Path
 
 import mindspore as ms
 import numpy as np
 import pytest
 
-from conftest import one_error_line, run_script
+from conftest import one_error_line, run_script, script_command
 
 
 pytestmark = pytest.mark.slow  # every test here runs MindSpore for seconds or more
@@ -82,3 +84,16 @@ def test_onnx_runs_in_onnxruntime_with_the_same_predictions(cpu, checkpoint, sma
     expected = cpu.load_weights(checkpoint)(ms.Tensor(images)).asnumpy()
     np.testing.assert_allclose(ours, expected, atol=1e-5)
     assert (ours.argmax(1) == expected.argmax(1)).all()
+
+
+def test_a_full_temporary_folder_is_named_not_the_users_folders(checkpoint, tmp_path, mount_tmpfs):
+    """MindSpore writes into TMPDIR first; a full one gets a line about TMPDIR, not about --ckpt_dir."""
+    tmpdir = mount_tmpfs("size=64k")
+    (tmpdir / "filler").write_bytes(b"\0" * 60_000)
+    result = subprocess.run(script_command("export", "--ckpt_dir", str(checkpoint.parent)), cwd=tmp_path,
+                            capture_output=True, text=True, timeout=600, env={**os.environ, "TMPDIR": str(tmpdir)})
+    assert result.returncode == 1
+    line = one_error_line(result)
+    assert line.startswith(f"error: cannot write the MINDIR file in the temporary folder {tmpdir}: ") and \
+        line.endswith("; free some space there, or set TMPDIR to a folder with room"), line
+    assert "--ckpt_dir" not in line and not (tmp_path / "lenet5.mindir").exists()

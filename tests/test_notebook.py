@@ -223,3 +223,21 @@ def assert_the_whole_notebook_ran_twice(first, second):
             "lenet-graph.meta\n") in first_out
     assert "Checkpoints after resuming training:\nlenet-1_20.ckpt" in first_out
     assert "lenet_1-3_20.ckpt\nlenet_1-4_20.ckpt\nlenet_1-best.ckpt\nlenet_1-graph.meta\n" in first_out
+
+
+@pytest.mark.slow
+def test_a_cell_run_again_alone_runs(small_project, monkeypatch):
+    """docs/notebook.md: every cell can be run again. The exact-resume demo makes its own folders, so
+    running it alone again works (it used to need a folder made in an earlier cell)."""
+    monkeypatch.setenv("TUTORIAL_STEPS_PER_EPOCH", "10")
+    notebook = jupytext.read(ROOT / "main.py")
+    last = next(i for i, cell in enumerate(notebook.cells) if "uninterrupted = train_resumable(" in cell.source)
+    notebook.cells = notebook.cells[:last + 1]
+    client = NotebookClient(notebook, timeout=900, kernel_name="python3",
+                            resources={"metadata": {"path": str(small_project)}})
+    with client.setup_kernel():
+        for index, cell in enumerate(notebook.cells):
+            client.execute_cell(cell, index)
+        client.execute_cell(notebook.cells[last], last)  # again, alone
+    assert not errors(notebook), errors(notebook)
+    assert stdout_of(notebook).count("Same parameters as the uninterrupted run, bit for bit: True") == 1  # the rerun's
