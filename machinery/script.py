@@ -44,6 +44,7 @@ def start(argv=None):
             publish(outputs, args.train_url)
             print("Copied the outputs to", args.train_url)
         stops.report_late_signals(args.train_url)
+        sys.stdout.flush()  # here, where a reader that has gone (list | head) is caught, not at exit
     except (CheckpointError, ConvertError, DataError, SettingError, StorageError, UsageError, Diverged) as error:
         sys.exit(f"error: {error}")
     except TrainingInterrupted as error:
@@ -104,7 +105,7 @@ def run_command(lesson, args, command):
 
 def run_lesson(lesson, args):
     """Run every cell of main.py in order, as Run All does in the notebook, with the settings of the
-    command line; return this run's checkpoint files and figures."""
+    command line; return this run's checkpoint files, exported model and figures."""
     from .checkpoint_files import run_files
     from .cloud_storage import fetch_dir
     from .stops import trained
@@ -120,4 +121,4 @@ def run_lesson(lesson, args):
     exec(compile(Path(lesson.__file__).read_text(encoding="utf-8"), lesson.__file__, "exec"), module.__dict__)
     trained(None)
     figures = [Path("images") / f"{name}.png" for name in LESSON_FIGURES]
-    return [*run_files(module.CKPT_1), *run_files(module.CKPT_2), *figures]
+    return [*run_files(module.CKPT_1), *run_files(module.CKPT_2), module.mindir, *figures]

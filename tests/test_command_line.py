@@ -90,14 +90,14 @@ def test_every_seed_in_the_range_trains(tmp_path, small_mnist):
 
 
 def test_a_closed_pipe_ends_list_quietly(tmp_path):
-    """`python main.py list | head -1`: the reader has what it wants, as with `ls | head`."""
+    """`python main.py list | head -1`: the reader has what it wants, as with `ls | head`. Here the reader
+    (`true`) has gone before the script writes at all."""
     (tmp_path / "ckpt").mkdir()
-    done = subprocess.run(f"{shlex.join(script_command('list'))} | head -1; echo \"${{PIPESTATUS[0]}}\"",
+    done = subprocess.run(f"{shlex.join(script_command('list'))} | true; echo \"${{PIPESTATUS[0]}}\"",
                           shell=True, executable="/bin/bash", cwd=tmp_path, capture_output=True, text=True,
                           timeout=300)
-    header, status = done.stdout.splitlines()
-    assert header.startswith("file ") and status == "0", done.stderr
-    assert "Broken pipe" not in done.stderr and "error" not in done.stderr, done.stderr
+    assert done.stdout == "0\n", done.stderr
+    assert "Broken pipe" not in done.stderr and "error" not in done.stderr.lower(), done.stderr
 
 
 @pytest.mark.parametrize("command", ["list", "curves"])

@@ -29,12 +29,13 @@ def test_a_modelarts_job_reads_obs_and_writes_every_output_there(tmp_path, small
     assert sorted(p.name for p in (job / "cache" / "data" / "train").iterdir()) == [
         "train-images-idx3-ubyte", "train-labels-idx1-ubyte"]
     assert "epoch: 4 step: 3" in result.stdout
-    # every promised output landed in the bucket: both runs' checkpoints, best and graph, the figures
-    local = {p.name for p in (job / "ckpt").iterdir()} | {p.name for p in (job / "images").iterdir()}
+    # every promised output landed in the bucket: both runs' checkpoints, best and graph, the exported
+    # model, the figures (not the folders of the crash demos)
+    local = {p.name for p in (job / "ckpt").iterdir() if p.is_file()} | {p.name for p in (job / "images").iterdir()}
     landed = {p.name for p in (bucket_root / "bucket" / "out").iterdir()}
     assert landed == local, (landed, local)
     assert {"lenet-1_3.ckpt", "lenet-2_3.ckpt", "lenet-best.ckpt", "lenet-graph.meta", "lenet_1-4_3.ckpt",
-            "lenet_1-best.ckpt", "training_curves.png", "prediction.png", "confusion_matrix.png",
+            "lenet_1-best.ckpt", "lenet_1.mindir", "prediction.png", "confusion_matrix.png",
             "misclassified.png"} <= landed
     for name in landed:  # copied whole
         source = job / ("images" if name.endswith(".png") else "ckpt") / name

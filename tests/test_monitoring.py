@@ -36,12 +36,20 @@ def run_in_terminal(cwd, *args, timeout=600):
 
 @pytest.mark.slow
 def test_a_terminal_shows_progress_bars_between_the_loss_lines(tmp_path, small_mnist):
-    code, output = run_in_terminal(tmp_path, "--data_url", str(small_mnist), "--steps_per_epoch", "5")
-    assert code == 0, output
+    """`train`, then `resume` from it, whose LossMonitor prints a line after each epoch's bar (the lesson
+    itself shows LossMonitor's lines alone, as the original does)."""
+    data = ["--data_url", str(small_mnist), "--steps_per_epoch", "5"]
+    code, trained = run_in_terminal(tmp_path, "train", "--ckpt_dir", "ckpt", "--num_epochs", "2", *data)
+    assert code == 0, trained
+    code, resumed = run_in_terminal(tmp_path, "resume", "--ckpt", "ckpt/lenet-2_5.ckpt", *data)
+    assert code == 0, resumed
     for epoch in (1, 2, 3, 4):
         bar = rf"epoch {epoch}/{2 if epoch <= 2 else 4}: 100%\|.*\| 5/5 "
+        output = trained if epoch <= 2 else resumed
         assert re.search(bar + r"\[[0-9:]+<00:00, +[0-9.]+ ?(step/s|s/step), loss=\d\.\d{4}\]", output), output
-        assert re.search(rf"\nepoch: {epoch} step: 5, loss is", output)  # on a line of its own
+    for epoch in (3, 4):
+        assert re.search(rf"\nepoch: {epoch} step: 5, loss is", resumed)  # on a line of its own
+    output = trained + resumed
     assert len(re.findall(r"test: 100%\|.*\| 1/1 ", output)) == 4  # one evaluation per epoch: 320 images, one batch
 
 
