@@ -18,9 +18,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import ROOT, free_port
-from test_notebook import assert_the_whole_notebook_ran_twice
-from test_script import the_readme_commands
+from conftest import ROOT, copy_project, free_port, mnist_subset, run_script
+from test_notebook import assert_the_whole_notebook_ran_twice, stdout_of
+from test_script import alike, the_readme_commands
 
 pytestmark = pytest.mark.slow  # every test here runs MindSpore for seconds or more
 
@@ -228,7 +228,7 @@ def keep_screenshots(page):
     print("Screenshots:", artifact("prediction.png"), artifact("notebook.png"))
 
 
-def test_notebook_runs_twice_in_jupyterlab_then_the_readme_commands_work(jupyterlab, notebook_dir, page):
+def test_notebook_runs_twice_in_jupyterlab_then_the_readme_commands_work(jupyterlab, notebook_dir, page, tmp_path):
     url, token = jupyterlab
     page.goto(f"{url}lab/tree/main.ipynb?token={token}")
     page.wait_for_function(KERNEL_READY, timeout=180_000)
@@ -264,3 +264,13 @@ def test_notebook_runs_twice_in_jupyterlab_then_the_readme_commands_work(jupyter
     assert_the_whole_notebook_ran_twice(first, second)
     # after the notebook, the README's commands work in the same folders
     the_readme_commands(notebook_dir, [])
+    # python main.py is Run All: on the same quick run, in a project of its own, the script prints every
+    # line that the notebook printed, numbers aside
+    script_dir = copy_project(tmp_path / "script")
+    for gz in (script_dir / "MNIST").glob("*.gz"):
+        gz.unlink()
+    mnist_subset(script_dir / "MNIST", 6400, 640)  # as small_project
+    script = run_script(script_dir, "--steps_per_epoch", str(STEPS_PER_EPOCH), main="main.py")
+    assert script.returncode == 0, script.stderr
+    missing = sorted(alike(stdout_of(first)) - alike(script.stdout))
+    assert not missing, missing
