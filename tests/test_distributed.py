@@ -4,6 +4,7 @@ workers it started with. Every msrun command of the project joins its workers.""
 import inspect
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -235,3 +236,20 @@ def test_every_msrun_command_of_the_project_joins_its_workers():
     assert "--join=True" in inspect.getsource(start_msrun)  # as these tests run it
     ignored = subprocess.run(["git", "check-ignore", "-q", "msrun_logs/worker_0.log"], cwd=ROOT)
     assert ignored.returncode == 0  # msrun's logs stay out of git status
+
+
+@pytest.mark.slow
+def test_the_documented_msrun_command_works_after_the_readmes_train(eight_step_run, tmp_path, small_mnist):
+    """docs/distributed.md's example, as written but for shorter epochs, where the README's `train` has
+    left a one-process run in ckpt/train: it trains into a folder of its own, and leaves that run alone."""
+    page = (ROOT / "docs" / "distributed.md").read_text()
+    example = re.search(r"```sh\n(.*?)```", page, re.DOTALL)[1].replace("\\\n", " ")
+    args = shlex.split(example.split("main.py", 1)[1])
+    shutil.copytree(eight_step_run / "ckpt" / "train", tmp_path / "ckpt" / "train")
+    before = snapshot(tmp_path / "ckpt" / "train")
+    logs = run_to_end(tmp_path, "msrun_logs", *args, "--data_url", str(small_mnist), "--steps_per_epoch", "2",
+                      "--num_epochs", "1")
+    assert all("Starting a new run" in log for log in logs), logs
+    ckpt_dir = args[args.index("--ckpt_dir") + 1]
+    assert list((tmp_path / ckpt_dir / "rank_0").glob("lenet-1_*.ckpt"))
+    assert {p: b for p, b in snapshot(tmp_path / "ckpt" / "train").items() if not p.name.startswith(".")} == before
