@@ -13,14 +13,6 @@ def _show_digits(axes, images, labels, predictions, title):
                      color="blue" if prediction == label else "red")
 
 
-def plot_predictions(images, labels, predictions, count=4):
-    """A 2x2 grid of test images titled with prediction and truth: blue if right, red if wrong."""
-    fig, axes = plt.subplots(2, count // 2, figsize=(6, 6))
-    _show_digits(axes, images, labels, predictions, "prediction: {prediction}, truth: {truth}")
-    fig.tight_layout()
-    return fig
-
-
 def plot_misclassified(images, labels, predictions, rows=4, columns=8):
     """A grid of the first test images the model gets wrong, with prediction and truth."""
     wrong = np.flatnonzero(predictions != labels)[:rows * columns]

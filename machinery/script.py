@@ -108,17 +108,17 @@ def run_lesson(lesson, args):
     command line; return this run's checkpoint files, exported model and figures."""
     from .checkpoint_files import run_files
     from .cloud_storage import fetch_dir
-    from .stops import trained
+    from .stops import mark_complete
     settings = {"TUTORIAL_DEVICE_TARGET": args.device_target, "TUTORIAL_STEPS_PER_EPOCH": args.steps_per_epoch,
                 "TUTORIAL_CKPT_DIR": args.ckpt_dir, "DEVICE_ID": args.device_id,
                 "TUTORIAL_DATA_DIR": fetch_dir(args.data_url, "cache/data")}
     for name, value in settings.items():
         if value is not None:  # unset: the lesson's default, or the environment's
             os.environ[name] = str(value)
-    cells = {"__name__": "__lesson__", "__file__": lesson.__file__}  # not "__main__": the script-only cells rest
-    module = sys.modules["__lesson__"] = type(sys)("__lesson__")  # where MindSpore looks up the cells' globals
-    module.__dict__.update(cells)
+    # not "__main__", so that the script-only cell rests; registered, as MindSpore looks the cells' globals up
+    module = sys.modules["__lesson__"] = type(sys)("__lesson__")
+    module.__file__ = lesson.__file__
     exec(compile(Path(lesson.__file__).read_text(encoding="utf-8"), lesson.__file__, "exec"), module.__dict__)
-    trained(None)
+    mark_complete()
     figures = [Path("images") / f"{name}.png" for name in LESSON_FIGURES]
     return [*run_files(module.CKPT_1), *run_files(module.CKPT_2), module.mindir, *figures]
