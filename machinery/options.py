@@ -5,6 +5,7 @@ import os
 import sys
 
 from mnist_data import MNIST_STEPS_PER_EPOCH, SHIPPED_DIR, check_steps_per_epoch
+from .errors import end
 
 BACKENDS = ("Ascend", "GPU", "CPU")
 
@@ -245,5 +246,5 @@ def check_command_line(argv=None):
         try:
             environment_device_id()
         except ValueError as error:
-            sys.exit(f"error: {error}")
+            end(f"error: {error}")
     return args

@@ -5,7 +5,6 @@ The notebook's section "Surviving a crash" shows what it adds to MindSpore's own
 BackupAndRestore and OnRequestExit callbacks.
 """
 import signal
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from mindspore.train import Callback, Model
 
 from .checkpoint_files import FORMATS, CheckpointError, all_checkpoints, all_finite, check_shapes, \
     read_checkpoint, regular_checkpoints, run_info, shown, write_checkpoint
+from .errors import say
 from .monitoring import ProgressBar, step_loss
 from .stops import STOP_SIGNALS
 from .training_log import TrainingLog
@@ -355,8 +355,8 @@ def train_resumable(network, create_dataset, data_dir, ckpt_dir, config, auto_re
             stopper.uninstall()
         log.close()
     if stopper.received and saver.step >= config.num_epochs * steps_per_epoch:
-        print(f"{signal.Signals(stopper.received[0]).name} arrived after the last step: training is complete, "
-              f"saved {shown(saver.last_saved)}", file=sys.stderr)
+        say(f"{signal.Signals(stopper.received[0]).name} arrived after the last step: training is complete, "
+            f"saved {shown(saver.last_saved)}")
     elif stopper.received:
         raise TrainingInterrupted(stopper.received[0], saver.last_saved)
     if saver.step < config.num_epochs * steps_per_epoch:

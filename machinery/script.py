@@ -8,7 +8,7 @@ from pathlib import Path
 from mnist_data import DataError, SettingError, check_mindspore
 
 from .commands import command_of
-from .errors import UsageError
+from .errors import UsageError, end
 from .options import check_command_line
 
 LESSON_FIGURES = ("prediction", "confusion_matrix", "misclassified")  # what the lesson saves in images/
@@ -46,24 +46,22 @@ def start(argv=None):
         stops.report_late_signals(args.train_url)
         sys.stdout.flush()  # here, where a reader that has gone (list | head) is caught, not at exit
     except (CheckpointError, ConvertError, DataError, SettingError, StorageError, UsageError, Diverged) as error:
-        sys.exit(f"error: {error}")
+        end(f"error: {error}")
     except TrainingInterrupted as error:
-        print(f"Training {error}. To continue: {stops.continue_command(args, argv)}", file=sys.stderr)
-        sys.exit(error.exit_code)
+        end(f"Training {error}. To continue: {stops.continue_command(args, argv)}", error.exit_code)
     except stops.Interrupted as stop:
-        print(stops.stop_message(args, argv, stop.signum), file=sys.stderr)
-        sys.exit(128 + stop.signum)
+        end(stops.stop_message(args, argv, stop.signum), 128 + stop.signum)
     except ValueError as error:
         if "Invalid loss" not in str(error):  # LossMonitor's, in the lesson: the loss is NaN or Inf
             raise
-        sys.exit(f"error: training diverged: {error}; lower the learning rate (the files already saved are kept)")
+        end(f"error: training diverged: {error}; lower the learning rate (the files already saved are kept)")
     except BrokenPipeError:  # `python main.py list | head -1`: the reader has all it wants, as with `ls | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
         sys.exit(0)
     except OSError as error:  # such as a full disk under the lesson's ModelCheckpoint
         where = f" ({error.filename})" if error.filename else ""
         fix = "free some space or choose another --ckpt_dir" if disk_full(error) else "check the folders you passed"
-        sys.exit(f"error: {error.strerror or error}{where}, with --ckpt_dir {args.ckpt_dir}; {fix} "
+        end(f"error: {error.strerror or error}{where}, with --ckpt_dir {args.ckpt_dir}; {fix} "
                  f"(the files already saved are kept)")
     finally:
         release_folders()

@@ -9,6 +9,7 @@ import time
 
 from .checkpoint_files import newest_checkpoint, shown, stored_epoch
 from .commands import command_of
+from .errors import say
 from .options import command_index, in_msrun
 
 # SIGHUP: a closed terminal or SSH session, which would kill the process at once, with nothing saved.
@@ -31,8 +32,8 @@ def catch_stop_signals():
 def report_late_signals(copied):
     """One line if a stop signal arrived once training was complete."""
     if _late_signals or _pending_signals:
-        print("A stop signal arrived after training was complete, so it stopped nothing: the outputs are "
-              "finished" + (" and copied" if copied else ""), file=sys.stderr)
+        say("A stop signal arrived after training was complete, so it stopped nothing: the outputs are "
+            "finished" + (" and copied" if copied else ""))
 
 
 def trained(result):

@@ -5,11 +5,13 @@ read-only, are full, or are too long for MindSpore. Where options go and which c
 test_command_line.py; damaged data: test_data.py; damaged checkpoints: test_checkpoints.py."""
 import os
 import re
+import shutil
+import subprocess
 
 import pytest
 
 from machinery.checkpoint_files import read_checkpoint
-from conftest import one_error_line, run_script
+from conftest import one_error_line, run_script, script_command
 
 
 @pytest.mark.parametrize("args, code, message", [
@@ -136,3 +138,20 @@ def test_a_full_disk_in_the_tutorials_own_steps_gives_one_line(users_folder, mou
     assert one_error_line(result) == (f"error: No space left on device, with --ckpt_dir {small_disk}; free some "
                                       f"space or choose another --ckpt_dir (the files already saved are kept)")
     assert read_checkpoint(small_disk / "lenet-1_5.ckpt")
+
+
+def test_the_error_line_is_written_whole_so_that_mindspores_threads_cannot_split_it(tmp_path):
+    """MindSpore's threads write to stderr as a run ends (a stopped dataset pipeline, for one). Between a
+    line and its newline written apart, their text would join our line. The error and stop lines go out in
+    one write (strace shows each write on stderr)."""
+    if not shutil.which("strace"):
+        pytest.skip("needs strace, to see the writes: apt-get install strace")
+    trace = tmp_path / "writes.txt"
+    command = ["strace", "-f", "-qq", "-s", "1000", "-e", "trace=write", "-e", "signal=none", "-o", str(trace),
+               *script_command("infer", "--ckpt_dir", "nowhere")]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    line = one_error_line(result)
+    assert result.returncode == 1 and line.startswith("error: --ckpt_dir nowhere does not exist")
+    writes = re.findall(r'write\(2, "((?:[^"\\]|\\.)*)"', trace.read_text())
+    assert f"{line}\\n" in writes, writes
