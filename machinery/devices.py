@@ -27,10 +27,10 @@ def missing_cuda_libraries(load=ctypes.CDLL):
     return [f"{name} ({what})" for name, what in CUDA_LIBRARIES.items() if not load_ok(load, name)]
 
 
-def check_device(args, available=None, load=ctypes.CDLL):
+def check_device(args, available, load=ctypes.CDLL):
     """Before MindSpore starts on a device: for a GPU, say which CUDA libraries are missing; set
     args.device_id from --device_id or DEVICE_ID, or to None where it means nothing. `available()` lists
-    the devices MindSpore has here, best first (by default, the lesson's available_devices)."""
+    the devices MindSpore has here, best first: the lesson's available_devices."""
     wants_gpu = args.device_target == "GPU"
     if wants_gpu and (platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64")):
         raise UsageError(f"MindSpore 2.10.0 has GPU support on Linux x86_64 only, not on "
@@ -52,7 +52,7 @@ def check_device(args, available=None, load=ctypes.CDLL):
             args.device_id = environment_device_id()
         except ValueError as error:
             raise UsageError(error) from None
-    if args.device_id and (args.device_target or (available or lesson_devices)()[0]) == "CPU":
+    if args.device_id and (args.device_target or available()[0]) == "CPU":
         print(f"Ignoring device id {args.device_id}: MindSpore's CPU backend is one device, id 0, "
               f"which uses all the cores")
         args.device_id = None
@@ -64,10 +64,3 @@ def load_ok(load, name):
         return True
     except OSError:
         return False
-
-
-
-
-def lesson_devices():
-    from .lesson import load_definitions
-    return load_definitions().available_devices()

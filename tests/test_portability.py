@@ -1,5 +1,6 @@
 """The Windows and macOS branches, run here by simulation (tests/portability_shim.py), and the
 device options: --device_id, DEVICE_ID, the CUDA check."""
+import ctypes
 import os
 import signal
 import subprocess
@@ -9,6 +10,7 @@ import pytest
 
 from machinery import devices
 from machinery.errors import UsageError
+from machinery.lesson import load_definitions
 from machinery.options import parse_args
 from conftest import ROOT, run_script, wait_for
 
@@ -69,9 +71,13 @@ def args_for(*argv):
     return parse_args(list(argv))
 
 
+def check_device(args, load=ctypes.CDLL):
+    devices.check_device(args, load_definitions().available_devices, load=load)
+
+
 def test_device_id_is_ignored_on_cpu_with_a_clear_line(capsys):
     args = args_for("train", "--device_target", "CPU", "--device_id", "3")
-    devices.check_device(args)
+    check_device(args)
     assert args.device_id is None
     assert "Ignoring device id 3: MindSpore's CPU backend is one device" in capsys.readouterr().out
 
@@ -79,24 +85,24 @@ def test_device_id_is_ignored_on_cpu_with_a_clear_line(capsys):
 def test_device_id_comes_from_the_environment_as_in_the_original(monkeypatch):
     monkeypatch.setenv("DEVICE_ID", "2")
     args = args_for("train", "--device_target", "GPU")
-    devices.check_device(args, load=lambda name: None)  # every CUDA library "found"
+    check_device(args, load=lambda name: None)  # every CUDA library "found"
     assert args.device_id == 2
     args = args_for("train", "--device_target", "GPU", "--device_id", "1")  # the option wins
-    devices.check_device(args, load=lambda name: None)
+    check_device(args, load=lambda name: None)
     assert args.device_id == 1
     monkeypatch.setenv("DEVICE_ID", "one")
     with pytest.raises(UsageError, match="DEVICE_ID must be 0 or a positive integer, got 'one'"):
-        devices.check_device(args_for("train", "--device_target", "GPU"), load=lambda name: None)
+        check_device(args_for("train", "--device_target", "GPU"), load=lambda name: None)
 
 
 def test_msrun_assigns_the_devices(monkeypatch):
     monkeypatch.setenv("MS_WORKER_NUM", "2")
     monkeypatch.setenv("DEVICE_ID", "5")  # msrun's own business: not read
     args = args_for("train", "--device_target", "CPU")
-    devices.check_device(args)
+    check_device(args)
     assert args.device_id is None
     with pytest.raises(UsageError, match="msrun assigns a device to each worker itself"):
-        devices.check_device(args_for("train", "--device_id", "1"))
+        check_device(args_for("train", "--device_id", "1"))
 
 
 def test_the_cuda_check_names_what_is_missing():
@@ -104,7 +110,7 @@ def test_the_cuda_check_names_what_is_missing():
         if name in ("libcudnn.so.8", "libnvrtc.so.11.2"):
             raise OSError(f"{name}: cannot open shared object file")
     with pytest.raises(UsageError) as error:
-        devices.check_device(args_for("train", "--device_target", "GPU"), load=load)
+        check_device(args_for("train", "--device_target", "GPU"), load=load)
     assert "needs the NVIDIA driver, CUDA 11.6 and cuDNN 8.5" in str(error.value)
     assert "cannot find libnvrtc.so.11.2 (NVRTC of CUDA 11.2 or later), libcudnn.so.8 (cuDNN 8)" in str(error.value)
 
@@ -138,7 +144,7 @@ def test_a_gpu_without_cuda_11_is_named_when_the_best_device_is_picked(capsys, m
     def load(name):  # a driver, but no CUDA 11 libraries
         if name != "libcuda.so.1":
             raise OSError(name)
-    devices.check_device(args_for("train"), load=load)
+    check_device(args_for("train"), load=load)
     out = capsys.readouterr().out
     assert out.startswith("Not using the GPU: MindSpore 2.10.0 on GPU needs the NVIDIA driver, CUDA 11.6")
     assert "libcuda.so.1" not in out and "libcudnn.so.8 (cuDNN 8)" in out
