@@ -13,8 +13,6 @@ from .plotting import plot_training_log
 
 LOG_NAME = "train_log.csv"
 LOG_FIELDS = ("global_step", "epoch", "loss", "test_acc", "test_loss", "run")
-
-
 REQUIRED_FIELDS = ("global_step", "epoch", "run")  # the others are empty where they do not apply
 
 
@@ -88,7 +86,6 @@ def _log_cell(value):
     if value is None:
         return ""
     return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else repr(float(value))
-
 
 
 def log_dir(ckpt_dir):
