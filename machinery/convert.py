@@ -3,16 +3,15 @@ converting is renaming, by the one table NAME_RULES, and writing the arrays in t
 
 torch is imported only to read or write a .pth/.pt file: everything else works without it.
 """
-import logging
-import os
 import pickle
 import re
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
 
 import mindspore as ms
 import numpy as np
+
+from .checkpoint_files import mindspore_log_silenced, publish_durably
 
 PYTORCH, MINDSPORE = "PyTorch", "MindSpore"
 SUFFIXES = {".pth": PYTORCH, ".pt": PYTORCH, ".ckpt": MINDSPORE, ".safetensors": None}  # None: either
@@ -44,16 +43,6 @@ REGEX_CHARACTERS = set("\\^$*+?{}[]()|")  # any of them in OLD makes --rename OL
 
 class ConvertError(Exception):
     """A conversion refused: one line saying what is wrong and how to fix it. Nothing was written."""
-
-
-@contextmanager
-def _quiet():
-    """MindSpore's log would only repeat, vaguely, what our one line says."""
-    logging.disable(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logging.disable(logging.NOTSET)
 
 
 class Rename:
@@ -164,7 +153,7 @@ def _read_mindspore_format(path):
     """Arrays (and run info values) of a .ckpt or .safetensors file, by MindSpore's own reader."""
     fmt = path.suffix[1:]
     try:
-        with _quiet():
+        with mindspore_log_silenced():
             params = ms.load_checkpoint(str(path), crc_check=True, format=fmt)
     except Exception:  # ValueError, RuntimeError, the safetensors error: MindSpore's kinds for a bad file
         raise ConvertError(f"{path}: damaged or not a {fmt} file (reading it or its CRC check failed); "
@@ -209,7 +198,7 @@ def read(path):
 
 def _write(arrays, partial, framework, fmt):
     if framework == MINDSPORE:
-        with _quiet():
+        with mindspore_log_silenced():
             ms.save_checkpoint([{"name": n, "data": ms.Tensor(a)} for n, a in arrays.items()], str(partial),
                                crc_check=True, format=fmt)
     elif fmt == "safetensors":
@@ -239,10 +228,11 @@ def convert(src, dst, renames=(), force=False, network=None, out=print):
 
     left_out = {}  # kind -> the names of that kind left out
     if framework == MINDSPORE:  # the optimizer's state and the run info
-        for name, value in values.items():
-            if _kind(name, value):
-                left_out.setdefault(_kind(name, value), []).append(name)
-        values = {name: value for name, value in values.items() if not _kind(name, value)}
+        kinds = {name: _kind(name, value) for name, value in values.items()}
+        for name, kind in kinds.items():
+            if kind:
+                left_out.setdefault(kind, []).append(name)
+        values = {name: value for name, value in values.items() if not kinds[name]}
     origin = _renamed(values, rules, src)  # renamed name -> the name in the file
     arrays = {name: values[old] for name, old in origin.items()}
     if framework == PYTORCH:
@@ -352,12 +342,12 @@ def _pytorch_state(arrays, src):
 
 
 def _publish(arrays, dst, framework):
-    """Write the file next to `dst` under another name, then rename it: `dst` is the old file or the whole
-    new one, never a part, and a failed write leaves nothing behind."""
+    """Write the file next to `dst` under another name, then rename it, both on disk first: `dst` is the old
+    file or the whole new one, never a part, and a failed write leaves nothing behind."""
     partial = dst.with_name(f".converting-{dst.name}")
     try:
         _write(arrays, partial, framework, dst.suffix[1:])
-        os.replace(partial, dst)
+        publish_durably(partial, dst)
     except Exception as error:
         for leftover in (partial, partial.with_suffix(".tmp")):  # ours, and MindSpore's temporary file
             leftover.unlink(missing_ok=True)
