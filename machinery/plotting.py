@@ -42,31 +42,6 @@ def plot_confusion_matrix(labels, predictions, classes=10):
     return fig
 
 
-def plot_training_curves(histories, labels=("train", "resume_train")):
-    """Loss and test accuracy per epoch of runs in a row, from their `History` callbacks, with
-    each resumption marked."""
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
-    for index, (history, label) in enumerate(zip(histories, labels)):
-        epochs, record = history.epoch["epoch"], history.history
-        color = f"C{index}"
-        loss_ax.plot(epochs, [float(v) for v in record["net_output"]], "o--", color=color,
-                     label=f"{label}: last training step")
-        loss_ax.plot(epochs, [float(v) for v in record["loss"]], "o-", color=color, label=f"{label}: test set")
-        acc_ax.plot(epochs, [float(v) for v in record["acc"]], "o-", color=color, label=label)
-        if index:  # mark where this run took over from the checkpoint of the one before
-            for ax in (loss_ax, acc_ax):
-                ax.axvline(epochs[0] - 0.5, color="gray", linestyle=":")
-            acc_ax.annotate(" resumed", (epochs[0] - 0.5, 0.03), xycoords=("data", "axes fraction"), color="gray")
-    loss_ax.set(xlabel="epoch", ylabel="loss", yscale="log", title="Loss at the end of each epoch")
-    acc_ax.set(xlabel="epoch", ylabel="test accuracy", title="Test accuracy after each epoch")
-    for ax in (loss_ax, acc_ax):
-        ax.xaxis.get_major_locator().set_params(integer=True)
-    loss_ax.legend(fontsize=8)
-    acc_ax.legend(loc="lower right")
-    fig.tight_layout()
-    return fig
-
-
 def plot_training_log(rows):
     """The loss of every step and the test metrics of every epoch of a 'train' run, from the rows
     of its train_log.csv, in epochs; a dotted line marks each place where the run was continued."""

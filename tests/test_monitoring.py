@@ -1,4 +1,4 @@
-"""Progress bars, the training history and the figures drawn after training."""
+"""Progress bars, and the figures drawn after prediction."""
 import os
 import pty
 import re
@@ -9,10 +9,9 @@ import termios
 
 import numpy as np
 import pytest
-from mindspore.train import History
 
 from conftest import run_script, script_command
-from machinery.plotting import plot_confusion_matrix, plot_misclassified, plot_training_curves
+from machinery.plotting import plot_confusion_matrix, plot_misclassified
 
 
 def run_in_terminal(cwd, *args, timeout=600):
@@ -62,21 +61,6 @@ def test_no_bars_without_a_terminal_or_with_no_progress(tmp_path, small_mnist):
     assert code == 0, output
     for text in (piped.stdout + piped.stderr, output):
         assert "epoch 1/1: " in text and "step/s" not in text and "\r" not in text.replace("\r\n", "\n")
-
-
-def test_the_curves_show_both_runs_from_their_history_and_mark_the_resumption(cpu, tiny_mnist, tmp_path):
-    histories = [History(), History()]
-    ckpt_dir = str(tmp_path / "ckpt")
-    first, _ = cpu.train(tiny_mnist, ckpt_dir=ckpt_dir, callbacks=[histories[0]])
-    cpu.resume_train(tiny_mnist, first, ckpt_dir=ckpt_dir, callbacks=[histories[1]])
-    assert histories[0].epoch["epoch"] == [1, 2] and histories[1].epoch["epoch"] == [3, 4]
-    figure = plot_training_curves(histories)
-    loss_ax, acc_ax = figure.axes
-    accuracies = [list(line.get_ydata()) for line in acc_ax.lines if line.get_linestyle() == "-"]
-    assert accuracies == [[float(a) for a in h.history["acc"]] for h in histories]
-    assert all(0 <= a <= 1 for run in accuracies for a in run)
-    assert [line.get_xdata()[0] for line in acc_ax.lines if line.get_linestyle() == ":"] == [2.5]
-    assert [text.get_text() for text in acc_ax.get_legend().get_texts()] == ["train", "resume_train"]
 
 
 def test_confusion_matrix_counts_truth_against_prediction():
