@@ -771,9 +771,10 @@ ours = net.parameters_dict()
 renamed = mindspore_names({name: value.shape for name, value in torch_weights.items()}, ours)
 for torch_name, name in renamed.items():
     print(f"PyTorch {torch_name:11} {str(torch_weights[torch_name].shape):15} -> LeNet5 {name:11} {ours[name].shape}")
-unfilled = [name for name in ours if name not in renamed.values() or ours[name].shape != torch_weights[name].shape]
+weights = {name: torch_weights[torch_name] for torch_name, name in renamed.items()}  # by LeNet5's names
+unfilled = [name for name in ours if name not in weights or ours[name].shape != weights[name].shape]
 print("Parameters of LeNet5 left unfilled, or of another shape:", unfilled)
-ms.load_param_into_net(net, {name: torch_weights[torch_name] for torch_name, name in renamed.items()})
+ms.load_param_into_net(net, weights)
 
 predictions, labels = [], []
 for batch_images, batch_labels in create_dataset(data_dir, training=False, batch_size=1000):  # in file order
