@@ -25,8 +25,8 @@ from machinery.convert import ConvertError, convert  # noqa: E402
 from pytorch.mnist_arrays import load_mnist_arrays  # noqa: E402
 from pytorch.train_lenet5 import LeNet5 as TorchLeNet5  # noqa: E402
 from pytorch.train_lenet5 import train as train_torch  # noqa: E402
+from conftest import ROOT, one_error_line, run_script  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "pytorch"
 AGREE, CLOSE = 0.999, 1e-4  # the argmax agreement and the largest logit difference each conversion must meet
 
@@ -421,27 +421,22 @@ def test_the_arrays_are_main_pys():
     np.testing.assert_array_equal(our_labels, labels)
 
 
-def main_py(cwd, *args):
-    return subprocess.run([sys.executable, str(ROOT / "main.py"), *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=600)
-
-
 @pytest.mark.slow
 def test_the_command_converts_a_pth_that_infer_and_resume_then_take(torch_files, tmp_path):
     """`python main.py convert`, as the README shows it: then infer and resume take the file, resume with a
     fresh optimizer, and the way back gives PyTorch its weights again."""
-    result = main_py(tmp_path, "convert", torch_files / "checkpoint.pth", "lenet5.ckpt")
+    result = run_script(tmp_path, "convert", torch_files / "checkpoint.pth", "lenet5.ckpt")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == ("Converted 8 parameters from PyTorch (checkpoint.pth) to MindSpore: "
                                               "lenet5.ckpt")
-    inferred = main_py(tmp_path, "infer", "--ckpt", "lenet5.ckpt", "--no_progress")
+    inferred = run_script(tmp_path, "infer", "--ckpt", "lenet5.ckpt", "--no_progress")
     assert inferred.returncode == 0 and "Test accuracy of lenet5.ckpt: 0." in inferred.stdout, inferred.stderr
-    resumed = main_py(tmp_path, "resume", "--ckpt", "lenet5.ckpt", "--steps_per_epoch", "2", "--num_epochs", "1",
+    resumed = run_script(tmp_path, "resume", "--ckpt", "lenet5.ckpt", "--steps_per_epoch", "2", "--num_epochs", "1",
                       "--no_progress")
     assert resumed.returncode == 0, resumed.stderr
     assert ("Loaded lenet5.ckpt: it stores no epoch (plain weights), so training starts at epoch 0, with a fresh "
             "optimizer") in resumed.stdout
-    back = main_py(tmp_path, "convert", "lenet5.ckpt", "back.safetensors")
+    back = run_script(tmp_path, "convert", "lenet5.ckpt", "back.safetensors")
     assert back.returncode == 0, back.stderr
     original = torch.load(torch_files / "checkpoint.pth", weights_only=True)["model_state_dict"]
     returned = load_file(str(tmp_path / "back.safetensors"))
@@ -449,17 +444,16 @@ def test_the_command_converts_a_pth_that_infer_and_resume_then_take(torch_files,
 
 
 def test_the_command_refuses_in_one_line_and_writes_nothing(torch_files, tmp_path):
-    from conftest import one_error_line
     biased = TorchLeNet5()
     biased.conv1 = tnn.Conv2d(1, 6, 5)  # with a bias, which ours has not
     torch.save(biased.state_dict(), tmp_path / "biased.pth")
-    result = main_py(tmp_path, "convert", "biased.pth", "out.ckpt")
+    result = run_script(tmp_path, "convert", "biased.pth", "out.ckpt")
     assert result.returncode == 1
     assert one_error_line(result).startswith("error: biased.pth does not fit LeNet5: conv1.bias in the source has "
                                              "no place in LeNet5")
     assert not (tmp_path / "out.ckpt").exists()
     (tmp_path / "out.ckpt").write_bytes(b"the user's")
-    result = main_py(tmp_path, "convert", torch_files / "bare.pth", "out.ckpt")
+    result = run_script(tmp_path, "convert", torch_files / "bare.pth", "out.ckpt")
     assert result.returncode == 1 and one_error_line(result) == "error: out.ckpt exists; pass --force to overwrite it"
     assert (tmp_path / "out.ckpt").read_bytes() == b"the user's"
 
