@@ -2,6 +2,7 @@
 script and reading what it did, the training runs that tests of several modules share, and the session's
 order, grouping and core pinning (docs/development.md#tests)."""
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -200,6 +201,23 @@ def assert_saved_the_figures(infer):
     """`infer` (a finished run of the command) saved its three figures."""
     for name in ("prediction", "confusion_matrix", "misclassified"):
         assert f"Saved images/{name}.png" in infer.stdout
+
+
+def shipped_gz(folder):
+    """`folder`, made, holding a fresh copy of the four shipped .gz files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for gz in (ROOT / "MNIST").glob("*.gz"):
+        shutil.copy(gz, folder)
+    return folder
+
+
+def assert_verified(root):
+    """`root` holds the tutorial's layout of the real MNIST files (and maybe hidden partial files)."""
+    from mnist_data import MNIST_FILES
+    for split, files in MNIST_FILES.items():
+        assert sorted(p.name for p in (root / split).iterdir() if not p.name.startswith(".")) == sorted(files)
+        for name, md5 in files.items():
+            assert hashlib.md5((root / split / name).read_bytes()).hexdigest() == md5
 
 
 def snapshot(folder):

@@ -2,7 +2,6 @@
 each named in one line, through prepare_mnist and through the real script, before training, with nothing left
 half unpacked. The layouts --data_url accepts: test_data_layout.py."""
 import gzip
-import hashlib
 import shutil
 import subprocess
 import sys
@@ -10,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, one_error_line, run_script, write_idx
-from mnist_data import MNIST_FILES, DataError, check_idx, prepare_mnist
+from conftest import ROOT, assert_verified, one_error_line, run_script, shipped_gz, write_idx
+from mnist_data import DataError, check_idx, prepare_mnist
 
 
 def test_dataset_shapes_dtypes_and_normalisation(cpu, tiny_mnist):
@@ -67,12 +66,8 @@ def test_check_idx_counts_items(tiny_mnist):
 
 
 def test_shipped_files_decompress_into_the_tutorial_layout(tmp_path):
-    for gz in (ROOT / "MNIST").glob("*.gz"):
-        shutil.copy(gz, tmp_path)
-    assert prepare_mnist(tmp_path) == tmp_path
-    for split, files in MNIST_FILES.items():
-        for name, md5 in files.items():
-            assert hashlib.md5((tmp_path / split / name).read_bytes()).hexdigest() == md5
+    assert prepare_mnist(shipped_gz(tmp_path)) == tmp_path
+    assert_verified(tmp_path)
     assert not list(tmp_path.rglob("*.partial"))
 
 
@@ -133,8 +128,7 @@ LAST_GZ = "t10k-labels-idx1-ubyte.gz"  # unpacked last: the three before it must
 
 @pytest.mark.parametrize("damage", GZ_DAMAGES)
 def test_a_damaged_gz_file_is_named_and_nothing_is_left_half_unpacked(tmp_path, damage):
-    for gz in (ROOT / "MNIST").glob("*.gz"):
-        shutil.copy(gz, tmp_path)
+    shipped_gz(tmp_path)
     bad = tmp_path / LAST_GZ
     before = sorted(p.name for p in tmp_path.iterdir() if p != bad)
     action, message = GZ_DAMAGES[damage]
@@ -147,10 +141,7 @@ def test_a_damaged_gz_file_is_named_and_nothing_is_left_half_unpacked(tmp_path, 
 
 @pytest.mark.parametrize("damage", [d for d in GZ_DAMAGES if d not in ("missing", "a folder")])  # those download
 def test_a_damaged_shipped_copy_is_named_and_nothing_is_left_half_unpacked(tmp_path, monkeypatch, damage):
-    shipped = tmp_path / "MNIST"
-    shipped.mkdir()
-    for gz in (ROOT / "MNIST").glob("*.gz"):
-        shutil.copy(gz, shipped)
+    shipped = shipped_gz(tmp_path / "MNIST")
     monkeypatch.setattr("mnist_data.SHIPPED_DIR", shipped)
     action, message = GZ_DAMAGES[damage]
     action(shipped / LAST_GZ)
@@ -205,10 +196,7 @@ def test_damaged_data_stops_before_training(users_folder):
 @pytest.mark.slow
 def test_damaged_gz_files_stop_before_training_and_leave_nothing_unpacked(users_folder):
     """The four .gz files in --data_url: the last one unpacked is damaged; the three before it go again."""
-    data = users_folder / "data"
-    data.mkdir()
-    for gz in (ROOT / "MNIST").glob("*.gz"):
-        shutil.copy(gz, data)
+    data = shipped_gz(users_folder / "data")
     bad = data / "t10k-labels-idx1-ubyte.gz"
     damaged = bytearray(bad.read_bytes())
     damaged[20:28] = bytes(b ^ 0xFF for b in damaged[20:28])  # inside the compressed data

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from mindspore.dataset import MnistDataset
 
-from conftest import ROOT, as_nobody, one_error_line, run_script, script_command, snapshot
+from conftest import ROOT, as_nobody, assert_verified, copy_project, one_error_line, run_script, script_command, \
+    shipped_gz, snapshot
 from mnist_data import MNIST_FILES, DataError, mnist_split, prepare_mnist
 
 # prepare_mnist in a process of its own, as a run of the tutorial calls it: the folder it returns on stdout,
@@ -39,22 +40,6 @@ def run_prepare(data_dir, as_user=(), **env):
     process = start_prepare(data_dir, as_user=as_user, **env)
     out, err = process.communicate(timeout=120)
     return process.returncode, out, err
-
-
-def shipped_gz(folder):
-    """`folder`, made, holding a fresh copy of the four shipped .gz files."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for gz in (ROOT / "MNIST").glob("*.gz"):
-        shutil.copy(gz, folder)
-    return folder
-
-
-def assert_verified(root):
-    """`root` holds the tutorial's layout of the real MNIST files (and maybe hidden partial files)."""
-    for split, files in MNIST_FILES.items():
-        assert sorted(p.name for p in (root / split).iterdir() if not p.name.startswith(".")) == sorted(files)
-        for name, md5 in files.items():
-            assert hashlib.md5((root / split / name).read_bytes()).hexdigest() == md5
 
 
 def counts(data_dir):
@@ -299,11 +284,7 @@ def test_gz_files_beside_the_flat_files_are_unpacked_into_train_and_test(tiny_mn
 @pytest.mark.slow
 def test_a_data_folder_with_other_content_is_refused_never_filled_with_the_shipped_copy(tmp_path, small_mnist):
     """The shipped copy goes into an empty folder only."""
-    flat = tmp_path / "flat"  # the four unpacked files side by side
-    flat.mkdir()
-    for split in ("train", "test"):
-        for path in (small_mnist / split).iterdir():
-            shutil.copy2(path, flat / path.name)
+    flat_copy(small_mnist, tmp_path / "flat")  # the four unpacked files side by side
     split_dir = tmp_path / "mnist"  # a whole layout, and --data_url at its train/ folder
     shutil.copytree(small_mnist, split_dir)
     fashion = tmp_path / "fashion"
@@ -333,7 +314,6 @@ def test_a_data_folder_with_other_content_is_refused_never_filled_with_the_shipp
 def test_two_first_trainings_at_once_share_the_unpacking(tmp_path):
     """The reproduction: two `train` runs started together on a fresh clone, whose MNIST/ holds only the
     shipped .gz files; both train, and the unpacked files are MNIST's, byte for byte."""
-    from conftest import copy_project
     project = copy_project(tmp_path / "clone")
     runs = [subprocess.Popen(script_command("train", "--lr", lr, "--ckpt_dir", f"run_{lr}", "--steps_per_epoch", "3",
                                             "--num_epochs", "1", "--no_eval", "--no_progress", main="main.py"),
@@ -342,6 +322,4 @@ def test_two_first_trainings_at_once_share_the_unpacking(tmp_path):
     for run in runs:
         _, err = run.communicate(timeout=600)
         assert run.returncode == 0, err
-    for split, files in MNIST_FILES.items():
-        for name, md5 in files.items():
-            assert hashlib.md5((project / "MNIST" / split / name).read_bytes()).hexdigest() == md5
+    assert_verified(project / "MNIST")
