@@ -101,14 +101,20 @@ def project(tmp_path):
     return copy_project(tmp_path / "project")
 
 
-@pytest.fixture
-def small_project(project):
-    """The scratch project with MNIST/ holding the first 6,400 training and 640 test images, unpacked:
-    200 and 20 batches, enough for every step of the notebook, and quick to evaluate."""
+def copy_small_project(target):
+    """A scratch copy of the project in `target`, with MNIST/ holding the first 6,400 training and 640 test
+    images, unpacked: 200 and 20 batches, enough for every step of the notebook, and quick to evaluate."""
+    project = copy_project(target)
     for gz in (project / "MNIST").glob("*.gz"):
         gz.unlink()
     mnist_subset(project / "MNIST", 6400, 640)
     return project
+
+
+@pytest.fixture
+def small_project(tmp_path):
+    """copy_small_project in tmp_path/project."""
+    return copy_small_project(tmp_path / "project")
 
 
 def free_port():

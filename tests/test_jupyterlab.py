@@ -18,7 +18,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import ROOT, copy_project, free_port, mnist_subset, run_script
+from conftest import ROOT, copy_small_project, free_port, run_script
 from test_notebook import assert_the_whole_notebook_ran_twice, stdout_of
 from test_script import alike, the_readme_commands
 
@@ -266,10 +266,7 @@ def test_notebook_runs_twice_in_jupyterlab_then_the_readme_commands_work(jupyter
     the_readme_commands(notebook_dir, [])
     # python main.py is Run All: on the same quick run, in a project of its own, the script prints every
     # line that the notebook printed, numbers aside
-    script_dir = copy_project(tmp_path / "script")
-    for gz in (script_dir / "MNIST").glob("*.gz"):
-        gz.unlink()
-    mnist_subset(script_dir / "MNIST", 6400, 640)  # as small_project
+    script_dir = copy_small_project(tmp_path / "script")
     script = run_script(script_dir, "--steps_per_epoch", str(STEPS_PER_EPOCH), main="main.py")
     assert script.returncode == 0, script.stderr
     missing = sorted(alike(stdout_of(first)) - alike(script.stdout))

@@ -4,14 +4,13 @@ one kernel through JupyterLab (test_jupyterlab.py), with the checks here."""
 import ast
 import copy
 import re
-import shutil
 
 import jupytext
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from conftest import ROOT, mnist_subset
+from conftest import ROOT, copy_project_files, mnist_subset
 
 COMMITTED = nbformat.read(ROOT / "main.ipynb", as_version=4)
 # The calls the tutorial teaches, each in one of its own cells (not hidden in a helper module).
@@ -173,8 +172,7 @@ def test_the_tutorial_cells_run_alone_next_to_mnist_twice(tmp_path, monkeypatch)
     """What a learner does: copy the tutorial's cells into a fresh notebook beside MNIST/."""
     monkeypatch.setenv("TUTORIAL_STEPS_PER_EPOCH", "10")
     mnist_subset(tmp_path / "MNIST", 640, 320)  # a small MNIST, as the tutorial's layout
-    shutil.copy2(ROOT / "mnist_data.py", tmp_path)
-    shutil.copytree(ROOT / "machinery", tmp_path / "machinery", ignore=shutil.ignore_patterns("__pycache__"))
+    copy_project_files(["mnist_data.py", "machinery"], tmp_path)
     notebook = nbformat.v4.new_notebook(cells=tutorial_cells(jupytext.read(ROOT / "main.py")))
     first, second = run_twice(notebook, tmp_path)
     for executed in (first, second):
