@@ -66,11 +66,7 @@ def test_a_stop_before_the_first_save_names_no_other_runs_checkpoint(tmp_path, o
     copy_checkpoints(one_epoch_run, tmp_path)
     args = ["resume", "--ckpt", "ckpt/lenet-1_5.ckpt", "--steps_per_epoch", "1000", "--no_progress"]
     process = start_script(tmp_path, *args)  # all of MNIST: the first save comes after 1,000 steps
-    out = []
-    wait_for(process, lambda: out.append(process.stdout.readline()) or "Optimizer parameters not loaded" in out[-1],
-             "the resumed run's start")
-    process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=120)
+    _, err = signal_after(process, "Optimizer parameters not loaded", signal.SIGTERM)  # the resumed run's start
     assert process.returncode == 143, err
     assert stop_line(err) == (f"Stopped by SIGTERM; no checkpoint was saved by this run. To start again: "
                               f"python {ROOT / 'main.py'} {' '.join(args)}")
