@@ -129,9 +129,11 @@ def script_command(*args, main=ROOT / "main.py"):
     return [sys.executable, "-W", "default", str(main), *args]
 
 
-def run_script(cwd, *args, main=ROOT / "main.py", timeout=900):
-    """Run main.py in the folder `cwd` as a user would; return the CompletedProcess."""
-    return subprocess.run(script_command(*args, main=main), cwd=cwd, capture_output=True, text=True, timeout=timeout)
+def run_script(cwd, *args, main=ROOT / "main.py", timeout=900, env=None):
+    """Run main.py in the folder `cwd` as a user would, with the environment variables `env` added; return the
+    CompletedProcess."""
+    return subprocess.run(script_command(*args, main=main), cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                           env={**os.environ, **(env or {})})
 
 
 def start_script(cwd, *args, **popen):

@@ -1,7 +1,6 @@
 """The command line, through the real script: options before the command count, an option that a command
 does not take or that is abbreviated is refused in one line saying where it goes, the seed's range, and
 what --help says of the commands. Bad values and folders: test_bad_input.py."""
-import os
 import shlex
 import subprocess
 
@@ -104,8 +103,7 @@ def test_a_bad_device_id_does_not_matter_to_commands_that_use_no_device(tmp_path
     (tmp_path / "ckpt" / "train").mkdir(parents=True)
     (tmp_path / "ckpt" / "train" / "train_log.csv").write_text("global_step,epoch,loss,test_acc,test_loss,run\n"
                                                                "1,1,2.3,,,1\n2,1,2.2,,,1\n")
-    result = subprocess.run(script_command(command), cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "DEVICE_ID": "abc", "MPLBACKEND": "Agg"})
+    result = run_script(tmp_path, command, timeout=300, env={"DEVICE_ID": "abc", "MPLBACKEND": "Agg"})
     assert result.returncode == 0, result.stderr
     assert "DEVICE_ID" not in result.stderr and "[WARNING]" not in result.stderr, result.stderr
 

@@ -3,8 +3,6 @@ each named in one line, through prepare_mnist and through the real script, befor
 half unpacked. The layouts --data_url accepts: test_data_layout.py."""
 import gzip
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -216,8 +214,7 @@ def test_a_damaged_shipped_copy_stops_the_tutorial_and_leaves_nothing_unpacked(p
     truncated = bad.read_bytes()[:3000]
     bad.unlink()  # a symlink to the real file, which must stay intact
     bad.write_bytes(truncated)
-    result = subprocess.run([sys.executable, str(project / "main.py")], cwd=project, capture_output=True,
-                            text=True, timeout=600)
+    result = run_script(project, main=project / "main.py", timeout=600)
     assert result.returncode == 1
     assert one_error_line(result) == (f"error: cannot decompress {bad}: Compressed file ended before the "
                                       f"end-of-stream marker was reached; replace it with the original file")

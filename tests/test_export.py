@@ -1,15 +1,13 @@
 """Export for deployment, through the real script and the lesson's export_model: 'export' writes the file it
 names, in either format, and copies it to --train_url; a name it cannot write gives one line; the MindIR,
 loaded with ms.load into a GraphCell, and the ONNX file, in ONNX Runtime, predict what the checkpoint does."""
-import os
-import subprocess
 from pathlib import Path
 
 import mindspore as ms
 import numpy as np
 import pytest
 
-from conftest import one_error_line, run_script, script_command
+from conftest import one_error_line, run_script
 
 
 pytestmark = pytest.mark.slow  # every test here runs MindSpore for seconds or more
@@ -90,8 +88,8 @@ def test_a_full_temporary_folder_is_named_not_the_users_folders(checkpoint, tmp_
     """MindSpore writes into TMPDIR first; a full one gets a line about TMPDIR, not about --ckpt_dir."""
     tmpdir = mount_tmpfs("size=64k")
     (tmpdir / "filler").write_bytes(b"\0" * 60_000)
-    result = subprocess.run(script_command("export", "--ckpt_dir", str(checkpoint.parent)), cwd=tmp_path,
-                            capture_output=True, text=True, timeout=600, env={**os.environ, "TMPDIR": str(tmpdir)})
+    result = run_script(tmp_path, "export", "--ckpt_dir", str(checkpoint.parent), timeout=600,
+                        env={"TMPDIR": str(tmpdir)})
     assert result.returncode == 1
     line = one_error_line(result)
     assert line.startswith(f"error: cannot write the MINDIR file in the temporary folder {tmpdir}: ") and \
