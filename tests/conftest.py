@@ -170,6 +170,25 @@ def signal_after(process, line_start, sig=signal.SIGINT, delay=0, timeout=300):
     return "".join(seen) + out, err
 
 
+# The code that loads the lesson's definitions as `lesson`, on the CPU, in a fresh process or kernel
+LESSON_ON_CPU = (f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
+                 "from machinery.lesson import load_definitions\n"
+                 "lesson = load_definitions()\n"
+                 "lesson.set_device('CPU')\n")
+
+
+@contextmanager
+def running_kernel(cwd):
+    """A Jupyter kernel started in `cwd`, shut down after the block; yields its client."""
+    from jupyter_client.manager import start_new_kernel
+    manager, client = start_new_kernel(kernel_name="python3", cwd=str(cwd))
+    try:
+        yield client
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+
+
 def execute(client, code, timeout=300):
     """Run `code` in the Jupyter kernel of `client`; return what it printed, and what it showed of an error
     (a list of lines) or None."""

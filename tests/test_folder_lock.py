@@ -6,9 +6,8 @@ import signal
 import subprocess
 
 import pytest
-from jupyter_client.manager import start_new_kernel
 
-from conftest import QUICK, ROOT, execute, one_error_line, run_script, start_script, wait_for
+from conftest import LESSON_ON_CPU, QUICK, execute, running_kernel, one_error_line, run_script, start_script, wait_for
 from machinery.folder_lock import LOCK_NAME
 
 pytestmark = pytest.mark.slow  # MindSpore in a kernel and in the script
@@ -17,17 +16,10 @@ pytestmark = pytest.mark.slow  # MindSpore in a kernel and in the script
 @pytest.fixture
 def kernel(tmp_path):
     """A Jupyter kernel in `tmp_path` with the lesson's definitions loaded, on the CPU, as its cells would."""
-    manager, client = start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
-    try:
-        _, error = execute(client, f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
-                                   "from machinery.lesson import load_definitions\n"
-                                   "lesson = load_definitions()\n"
-                                   "lesson.set_device('CPU')")
+    with running_kernel(tmp_path) as client:
+        _, error = execute(client, LESSON_ON_CPU)
         assert error is None, error
         yield client
-    finally:
-        client.stop_channels()
-        manager.shutdown_kernel(now=True)
 
 
 def test_a_folder_that_a_notebook_trains_into_is_refused_to_the_script(tmp_path, kernel, small_mnist):

@@ -3,9 +3,8 @@ environment variables set the same names, and a value out of range gets the same
 import re
 
 import pytest
-from jupyter_client.manager import start_new_kernel
 
-from conftest import ROOT, execute, one_error_line, run_script
+from conftest import ROOT, execute, one_error_line, run_script, running_kernel
 
 OUT_OF_RANGE = ("must be a whole number from 1 to 1875 (an epoch of MNIST has 1875 batches of 32), got {}; "
                 "leave it unset for whole epochs")
@@ -28,8 +27,7 @@ def test_the_notebook_says_the_same_line_and_the_settings_cell_sets_the_quick_ru
     within it: one line, no traceback; then the name the lesson uses."""
     source = (ROOT / "main.py").read_text()
     cell = re.search(r"^# %%\n(DEVICE_TARGET = .*?)\n\n", source, re.MULTILINE | re.DOTALL)[1]
-    manager, client = start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
-    try:
+    with running_kernel(tmp_path) as client:
         _, error = execute(client, f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
                                    "from machinery.lesson import load_definitions\n"
                                    "globals().update(vars(load_definitions()))")  # the cells before it
@@ -41,6 +39,3 @@ def test_the_notebook_says_the_same_line_and_the_settings_cell_sets_the_quick_ru
                                          "print(STEPS_PER_EPOCH, DEVICE_TARGET, CKPT_DIR)")
         assert error is None, error
         assert printed.splitlines()[-1] == "50 None ckpt" and "Device: CPU" in printed
-    finally:
-        client.stop_channels()
-        manager.shutdown_kernel(now=True)

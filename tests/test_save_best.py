@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import ROOT
+from conftest import LESSON_ON_CPU
 
 pytestmark = pytest.mark.slow  # MindSpore trains for seconds
 
@@ -18,10 +18,7 @@ def test_the_best_model_is_never_missing_while_a_better_one_is_saved(tmp_path, s
     stay there through each later save, and end whole."""
     if not shutil.which("strace"):
         pytest.skip("needs strace, to hold up MindSpore's deletions: apt-get install strace")
-    code = (f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
-            "from machinery.lesson import load_definitions\n"
-            "lesson = load_definitions()\n"
-            "lesson.set_device('CPU')\n"
+    code = (LESSON_ON_CPU +
             f"lesson.train({str(small_mnist)!r}, steps_per_epoch=20, num_epochs=6)\n")
     command = ["strace", "-f", "-qq", "-o", "/dev/null", "-e", "trace=unlink,unlinkat",
                "-e", "inject=unlink,unlinkat:delay_exit=1000000", sys.executable, "-c", code]

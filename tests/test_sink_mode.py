@@ -16,7 +16,7 @@ import pytest
 from mindspore import nn
 from mindspore.train import Callback, History, Model
 
-from conftest import ROOT, mnist_subset
+from conftest import LESSON_ON_CPU, mnist_subset
 
 
 pytestmark = pytest.mark.slow  # every test here runs MindSpore for seconds or more
@@ -31,10 +31,7 @@ def short_last_batch_mnist(tmp_path_factory):
 def test_the_lessons_training_asks_for_sink_mode_when_told(tmp_path, short_last_batch_mnist):
     """The lesson's train, resume_train and infer with sink=True, as on Ascend, in a process of their own."""
     data = str(short_last_batch_mnist)
-    code = (f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
-            "from machinery.lesson import load_definitions\n"
-            "lesson = load_definitions()\n"
-            "lesson.set_device('CPU')\n"
+    code = (LESSON_ON_CPU +
             f"last, _ = lesson.train({data!r}, steps_per_epoch=5, sink=True)\n"
             f"_, best = lesson.resume_train({data!r}, last, steps_per_epoch=5, sink=True)\n"
             f"lesson.infer({data!r}, best)\n")
