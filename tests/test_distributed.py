@@ -60,14 +60,20 @@ def worker_logs(log_dir):
     return [(Path(log_dir) / f"worker_{rank}.log").read_text() for rank in (0, 1)]
 
 
-def run_to_end(cwd, log_dir, *args):
+def run_to_end(cwd, log_dir, *args, succeeds=True):
+    """Run msrun to its end, which is a success or, with `succeeds=False`, a failure; return the workers' logs."""
     process = start_msrun(cwd, log_dir, *args)
     try:
         out, _ = process.communicate(timeout=600)
     finally:
         kill_all(process)
-    assert process.returncode == 0, out + "".join(worker_logs(cwd / log_dir))
+    assert (process.returncode == 0) == succeeds, out + "".join(worker_logs(cwd / log_dir))
     return worker_logs(cwd / log_dir)
+
+
+def visible_files(folder):
+    """snapshot(folder) without hidden files, such as the lock file a run leaves while it holds the folder."""
+    return {path: data for path, data in snapshot(folder).items() if not path.name.startswith(".")}
 
 
 def assert_same_parameters(path_a, path_b):
@@ -166,14 +172,10 @@ def test_a_second_msrun_is_refused_but_the_workers_of_one_are_not(tmp_path, smal
 
 @pytest.mark.slow
 def test_a_diverging_msrun_stops_every_worker_and_saves_nothing_non_finite(tmp_path, small_mnist):
-    process = start_msrun(tmp_path, "logs", "train", "--num_epochs", "6", "--steps_per_epoch", "5", "--save_steps",
-                          "2", "--lr", "0.4", "--data_url", str(small_mnist), "--ckpt_dir", "nan", "--no_progress")
-    try:
-        process.communicate(timeout=600)
-    finally:
-        kill_all(process)
-    assert process.returncode != 0
-    for rank, log in enumerate(worker_logs(tmp_path / "logs")):
+    logs = run_to_end(tmp_path, "logs", "train", "--num_epochs", "6", "--steps_per_epoch", "5", "--save_steps", "2",
+                      "--lr", "0.4", "--data_url", str(small_mnist), "--ckpt_dir", "nan", "--no_progress",
+                      succeeds=False)
+    for rank, log in enumerate(logs):
         assert re.search(rf"^error: the loss is (nan|inf|-inf) at epoch \d, step \d \(global step \d+\): training "
                          rf"diverged and stopped without saving it; the last checkpoint saved, "
                          rf"nan/rank_{rank}/lenet-\d_\d\.ckpt, is finite and kept", log, re.M), log
@@ -211,21 +213,15 @@ def test_one_process_refuses_a_folder_of_an_msrun_run(eight_step_run, tmp_path, 
 def test_an_msrun_refuses_a_folder_of_a_single_process_run(eight_step_run, tmp_path, small_mnist):
     shutil.copytree(eight_step_run / "ckpt" / "train", tmp_path / "one")
     before = snapshot(tmp_path / "one")
-    process = start_msrun(tmp_path, "logs", "train", "--data_url", str(small_mnist), "--ckpt_dir", "one",
-                          "--steps_per_epoch", "4", "--auto_resume")
-    try:
-        process.communicate(timeout=600)
-    finally:
-        kill_all(process)
-    assert process.returncode != 0
-    for rank in (0, 1):
-        log = (tmp_path / "logs" / f"worker_{rank}.log").read_text()
+    logs = run_to_end(tmp_path, "logs", "train", "--data_url", str(small_mnist), "--ckpt_dir", "one",
+                      "--steps_per_epoch", "4", "--auto_resume", succeeds=False)
+    for log in logs:
         assert ("error: one holds a run trained by 1 process, and this is 2 workers under msrun; a run continues "
                 "only with the number of workers it started with (it sets the global batch and the data order): "
                 "continue it with python main.py train --auto_resume, in one process, or choose another "
                 "--ckpt_dir") in log, log
         assert "Starting a new run" not in log
-    assert {p: b for p, b in snapshot(tmp_path / "one").items() if not p.name.startswith(".")} == before
+    assert visible_files(tmp_path / "one") == before
 
 
 def test_every_msrun_command_of_the_project_joins_its_workers():
@@ -252,4 +248,4 @@ def test_the_documented_msrun_command_works_after_the_readmes_train(eight_step_r
     assert all("Starting a new run" in log for log in logs), logs
     ckpt_dir = args[args.index("--ckpt_dir") + 1]
     assert list((tmp_path / ckpt_dir / "rank_0").glob("lenet-1_*.ckpt"))
-    assert {p: b for p, b in snapshot(tmp_path / "ckpt" / "train").items() if not p.name.startswith(".")} == before
+    assert visible_files(tmp_path / "ckpt" / "train") == before
