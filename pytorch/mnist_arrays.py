@@ -25,8 +25,9 @@ def read_idx(path, magic, count=None):
             raise ValueError(f"{path}: not an MNIST IDX file (magic number {magic} expected)")
         dims = struct.unpack(f">{magic - 2048}I", header[4:])
         n = dims[0] if count is None else min(count, dims[0])
-        data = f.read(n * int(np.prod(dims[1:], dtype=np.int64)))
-    if len(data) < n * int(np.prod(dims[1:], dtype=np.int64)):
+        size = n * int(np.prod(dims[1:], dtype=np.int64))
+        data = f.read(size)
+    if len(data) < size:
         raise ValueError(f"{path}: truncated: fewer than the {n} items it announces")
     return np.frombuffer(data, np.uint8).reshape(n, *dims[1:])
 
